@@ -1,0 +1,95 @@
+//! Cost of checking one catalogue-event transaction, as CheckTx does it: decode, verify the
+//! origin's signature and apply the bus rules. Also the decode+rules part alone (what
+//! FinalizeBlock pays when the signature was already verified by this node's CheckTx).
+//!
+//! `cargo bench -p dome-abci --bench check_cost` prints medians over repeated batches.
+
+use std::time::Instant;
+
+use dome_abci::state::{BusState, Pending, PlainVerifier, SignatureCheck, View};
+use dome_events::{
+    test_keys, Action, Audience, CatalogueEvent, ContentHash, EntityRef, PublicKey, Signature,
+    Transaction,
+};
+
+const ORIGINS: u32 = 4;
+const TXS_PER_BATCH: u64 = 2_000;
+const BATCHES: usize = 15;
+
+fn transactions() -> Vec<Vec<u8>> {
+    let mut txs = Vec::new();
+    for seq in 1..=TXS_PER_BATCH {
+        let origin = ((seq - 1) % ORIGINS as u64) as u32;
+        let origin_seq = (seq - 1) / ORIGINS as u64 + 1;
+        let id = format!("offering-{seq}");
+        let event = CatalogueEvent {
+            origin: test_keys::member_id(origin),
+            origin_seq,
+            entity: EntityRef {
+                entity_type: "productOffering".into(),
+                id: id.clone(),
+                version: 1,
+            },
+            action: Action::Create,
+            content_hash: Some(ContentHash::of_bytes(id.as_bytes())),
+            previous_hash: None,
+            location: format!(
+                "http://127.0.0.1:18080/tmf-api/productCatalogManagement/v4/productOffering/{id}/version/1"
+            ),
+            audience: Audience::All,
+            issued_at: "2026-11-29T12:00:00.000Z".into(),
+        };
+        let tx = Transaction::signed_event(event, &test_keys::member_keypair(origin))
+            .and_then(|t| t.encode());
+        match tx {
+            Ok(bytes) => txs.push(bytes),
+            Err(e) => panic!("benchmark input is invalid: {e}"),
+        }
+    }
+    txs
+}
+
+/// Accepts every signature: isolates decode + rules from verification.
+struct AlreadyVerified;
+
+impl SignatureCheck for AlreadyVerified {
+    fn verify(&self, _: &[u8], _: &PublicKey, _: &[u8], _: &Signature) -> bool {
+        true
+    }
+}
+
+fn median_micros_per_tx(txs: &[Vec<u8>], verifier: &dyn SignatureCheck) -> f64 {
+    let members: Vec<_> = (0..ORIGINS).map(test_keys::member_info).collect();
+    let base = BusState::genesis(&members, &[]);
+    let mut samples = Vec::with_capacity(BATCHES);
+    for _ in 0..BATCHES {
+        let mut pending = Pending::default();
+        let start = Instant::now();
+        for tx in txs {
+            let mut view = View {
+                base: &base,
+                pending: &mut pending,
+            };
+            if let Err(r) = view.apply_bytes(tx, 1, verifier) {
+                panic!("benchmark transaction rejected: {:?} {}", r.code, r.log);
+            }
+        }
+        samples.push(start.elapsed().as_secs_f64() * 1e6 / txs.len() as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let txs = transactions();
+    let size = txs.iter().map(Vec::len).sum::<usize>() / txs.len();
+    let full = median_micros_per_tx(&txs, &PlainVerifier);
+    let rules_only = median_micros_per_tx(&txs, &AlreadyVerified);
+    println!("transaction size: {size} bytes (mean)");
+    println!("check one transaction (decode + ed25519 verify + rules): median {full:.1} us");
+    println!("decode + rules, signature already verified:           median {rules_only:.1} us");
+    println!(
+        "signature share: {:.0}%",
+        (full - rules_only) / full * 100.0
+    );
+}

@@ -1,0 +1,506 @@
+//! The ABCI 2.0 application: glue between CometBFT's calls and the pure state machine.
+//!
+//! Every call takes the one state lock only for as long as it reads or writes state; the
+//! expensive part of CheckTx (signature verification) runs outside it and its result is
+//! cached, so ProcessProposal and FinalizeBlock re-check the rules without re-verifying the
+//! signatures this node has already verified for the same bytes and key.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use dome_events::genesis::GenesisAppState;
+use dome_events::{PublicKey, Signature, Transaction, CODESPACE};
+use sha2::{Digest, Sha256};
+use tendermint_abci::Application;
+use tendermint_proto::v0_38::abci::{
+    response_process_proposal::ProposalStatus, Event, EventAttribute, ExecTxResult, RequestCheckTx,
+    RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal,
+    RequestProcessProposal, RequestQuery, ResponseCheckTx, ResponseCommit, ResponseFinalizeBlock,
+    ResponseInfo, ResponseInitChain, ResponsePrepareProposal, ResponseProcessProposal,
+    ResponseQuery, ValidatorUpdate,
+};
+use tendermint_proto::v0_38::crypto::{public_key::Sum, PublicKey as ProtoPublicKey};
+use tracing::{error, info, warn};
+
+use crate::query;
+use crate::state::{next_app_hash, Accepted, BusState, Pending, SignatureCheck, View};
+use crate::store::{Store, StoreError, StoredEvent};
+
+/// Bound on remembered signature verifications; the set is cleared when it grows past it.
+const SIGNATURE_CACHE_LIMIT: usize = 200_000;
+/// Proposals executed in ProcessProposal and kept for FinalizeBlock (several rounds may
+/// propose different blocks at one height).
+const PROPOSAL_CACHE_LIMIT: usize = 8;
+
+#[derive(Clone)]
+pub struct DomeApp {
+    inner: Arc<Mutex<Inner>>,
+    signatures: Arc<SignatureCache>,
+}
+
+struct Inner {
+    store: Store,
+    state: BusState,
+    height: u64,
+    app_hash: Vec<u8>,
+    /// Transactions accepted into this node's mempool since the last commit.
+    check_pending: Pending,
+    proposals: Vec<(Vec<u8>, ExecutedBlock)>,
+    finalized: Option<ExecutedBlock>,
+}
+
+/// A block run against the committed state, not yet durable.
+#[derive(Clone)]
+pub struct ExecutedBlock {
+    pub height: u64,
+    pub pending: Pending,
+    pub tx_results: Vec<ExecTxResult>,
+    pub stored_events: Vec<StoredEvent>,
+    pub validator_updates: Vec<ValidatorUpdate>,
+    pub app_hash: Vec<u8>,
+}
+
+impl ExecutedBlock {
+    pub fn all_accepted(&self) -> bool {
+        self.tx_results.iter().all(|r| r.code == 0)
+    }
+}
+
+/// Remembers (transaction bytes, key) pairs whose signatures verified.
+#[derive(Default)]
+pub struct SignatureCache {
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl SignatureCache {
+    fn key(tx_bytes: &[u8], key: &PublicKey) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(key.0);
+        h.update(tx_bytes);
+        h.finalize().into()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<[u8; 32]>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl SignatureCheck for SignatureCache {
+    fn verify(&self, tx_bytes: &[u8], key: &PublicKey, message: &[u8], sig: &Signature) -> bool {
+        let cache_key = Self::key(tx_bytes, key);
+        if self.lock().contains(&cache_key) {
+            return true;
+        }
+        if key.verify(message, sig).is_err() {
+            return false;
+        }
+        let mut set = self.lock();
+        if set.len() >= SIGNATURE_CACHE_LIMIT {
+            set.clear();
+        }
+        set.insert(cache_key);
+        true
+    }
+}
+
+/// CometBFT's transaction hash: uppercase hex sha256 of the bytes.
+pub fn tx_hash(tx: &[u8]) -> String {
+    hex::encode_upper(Sha256::digest(tx))
+}
+
+impl DomeApp {
+    /// Opens (or creates) the app's store and resumes from its last commit.
+    pub fn open(db_path: &Path) -> Result<DomeApp, StoreError> {
+        let store = Store::open(db_path)?;
+        let (state, height, app_hash) = match store.load()? {
+            Some(c) => (c.state, c.height, c.app_hash),
+            None => (BusState::default(), 0, Vec::new()),
+        };
+        info!(height, app_hash = %hex::encode(&app_hash), "state loaded");
+        Ok(DomeApp {
+            inner: Arc::new(Mutex::new(Inner {
+                store,
+                state,
+                height,
+                app_hash,
+                check_pending: Pending::default(),
+                proposals: Vec::new(),
+                finalized: None,
+            })),
+            signatures: Arc::new(SignatureCache::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave the state half-written: blocks only become state at
+        // Commit, which replaces it whole. So a poisoned lock is still safe to use.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a block's transactions, in order, against the committed state.
+    pub fn execute(&self, height: u64, txs: &[Bytes]) -> ExecutedBlock {
+        let inner = self.lock();
+        execute_block(
+            &inner.state,
+            &inner.app_hash,
+            height,
+            txs,
+            self.signatures.as_ref(),
+        )
+    }
+
+    /// Checks one transaction against the committed state plus this node's mempool.
+    pub fn check(&self, tx_bytes: &[u8]) -> Result<(), crate::state::Rejection> {
+        let tx = Transaction::decode(tx_bytes)?;
+        // Verify signatures outside the state lock: it is the costly part.
+        let keys: Vec<(PublicKey, Signature)> = {
+            let inner = self.lock();
+            let base = &inner.state;
+            tx.signatures
+                .iter()
+                .filter_map(|a| {
+                    inner
+                        .check_pending
+                        .members
+                        .get(&a.signer)
+                        .or_else(|| base.members.get(&a.signer))
+                        .map(|m| (m.info.public_key, a.signature))
+                })
+                .collect()
+        };
+        if let Ok(message) = tx.own_signing_bytes() {
+            for (key, sig) in &keys {
+                self.signatures.verify(tx_bytes, key, &message, sig);
+            }
+        }
+        let mut inner = self.lock();
+        let next_height = inner.height + 1;
+        let Inner {
+            state,
+            check_pending,
+            ..
+        } = &mut *inner;
+        let mut view = View {
+            base: state,
+            pending: check_pending,
+        };
+        view.apply(&tx, tx_bytes, next_height, self.signatures.as_ref())
+            .map(|_| ())
+    }
+}
+
+fn execute_block(
+    base: &BusState,
+    previous_app_hash: &[u8],
+    height: u64,
+    txs: &[Bytes],
+    verifier: &dyn SignatureCheck,
+) -> ExecutedBlock {
+    let mut pending = Pending::default();
+    let mut tx_results = Vec::with_capacity(txs.len());
+    let mut stored_events = Vec::new();
+    let mut validator_updates = Vec::new();
+    for (index, tx) in txs.iter().enumerate() {
+        let mut view = View {
+            base,
+            pending: &mut pending,
+        };
+        match view.apply_bytes(tx, height, verifier) {
+            Ok(Accepted::Catalogue(event)) => {
+                let hash = tx_hash(tx);
+                tx_results.push(ExecTxResult {
+                    code: 0,
+                    events: vec![catalogue_event_attributes(&event, &hash)],
+                    ..Default::default()
+                });
+                stored_events.push(StoredEvent {
+                    height,
+                    index: index as u32,
+                    tx_hash: hash,
+                    event,
+                });
+            }
+            Ok(Accepted::Governance {
+                nonce,
+                action,
+                validator_update,
+            }) => {
+                if let Some((key, power)) = validator_update {
+                    validator_updates.push(ValidatorUpdate {
+                        pub_key: Some(ProtoPublicKey {
+                            sum: Some(Sum::Ed25519(key.0.to_vec())),
+                        }),
+                        power: power as i64,
+                    });
+                }
+                tx_results.push(ExecTxResult {
+                    code: 0,
+                    events: vec![governance_event(nonce, &action)],
+                    ..Default::default()
+                });
+            }
+            Err(rejection) => tx_results.push(ExecTxResult {
+                code: rejection.code.as_u32(),
+                log: rejection.log,
+                codespace: CODESPACE.to_owned(),
+                ..Default::default()
+            }),
+        }
+    }
+    let app_hash = next_app_hash(previous_app_hash, height, &pending);
+    ExecutedBlock {
+        height,
+        pending,
+        tx_results,
+        stored_events,
+        validator_updates,
+        app_hash,
+    }
+}
+
+fn attribute(key: &str, value: impl Into<String>) -> EventAttribute {
+    EventAttribute {
+        key: key.to_owned(),
+        value: value.into(),
+        index: true,
+    }
+}
+
+/// The indexed ABCI event of an accepted catalogue event: `tx_search` and websocket
+/// subscriptions filter on these attributes (e.g. `catalogue.entity_type='productOffering'`).
+fn catalogue_event_attributes(event: &dome_events::CatalogueEvent, hash: &str) -> Event {
+    let mut attributes = vec![
+        attribute("origin", event.origin.as_str()),
+        attribute("origin_seq", event.origin_seq.to_string()),
+        attribute("entity_type", event.entity.entity_type.clone()),
+        attribute("entity_id", event.entity.id.clone()),
+        attribute("version", event.entity.version.to_string()),
+        attribute("action", event.action.as_str()),
+        attribute("audience", event.audience.index_value()),
+        attribute("tx", hash),
+    ];
+    if let Some(content_hash) = event.content_hash {
+        attributes.push(attribute("content_hash", content_hash.to_hex()));
+    }
+    Event {
+        r#type: "catalogue".to_owned(),
+        attributes,
+    }
+}
+
+fn governance_event(nonce: u64, action: &dome_events::GovernanceAction) -> Event {
+    use dome_events::GovernanceAction as G;
+    let (kind, subject) = match action {
+        G::AddMember(info) => ("add_member", info.id.to_string()),
+        G::RemoveMember { member } => ("remove_member", member.to_string()),
+        G::RotateKey { member, .. } => ("rotate_key", member.to_string()),
+        G::SetValidatorPower {
+            validator_public_key,
+            power,
+        } => (
+            "set_validator_power",
+            format!("{}={power}", validator_public_key.to_base64()),
+        ),
+    };
+    Event {
+        r#type: "governance".to_owned(),
+        attributes: vec![
+            attribute("nonce", nonce.to_string()),
+            attribute("action", kind),
+            attribute("subject", subject),
+        ],
+    }
+}
+
+fn ed25519_key(update: &ValidatorUpdate) -> Option<PublicKey> {
+    match update.pub_key.as_ref()?.sum.as_ref()? {
+        Sum::Ed25519(bytes) => Some(PublicKey(bytes.as_slice().try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// The node cannot go on without its state: stop it, so CometBFT stops too and an operator
+/// (or the supervisor) restarts it, which replays from the last durable commit.
+fn fatal(what: &str, err: impl std::fmt::Display) -> ! {
+    error!(error = %err, "{what}");
+    eprintln!("dome-abci: fatal: {what}: {err}");
+    std::process::exit(70)
+}
+
+impl Application for DomeApp {
+    fn info(&self, _request: RequestInfo) -> ResponseInfo {
+        let inner = self.lock();
+        ResponseInfo {
+            data: "dome-abci".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            app_version: 1,
+            last_block_height: inner.height as i64,
+            last_block_app_hash: inner.app_hash.clone().into(),
+        }
+    }
+
+    fn init_chain(&self, request: RequestInitChain) -> ResponseInitChain {
+        let genesis: GenesisAppState = match serde_json::from_slice(&request.app_state_bytes) {
+            Ok(g) => g,
+            Err(e) => fatal("genesis app_state is not a valid dome genesis", e),
+        };
+        if let Err(e) = genesis.validate() {
+            fatal("genesis app_state is invalid", e);
+        }
+        let mut validators = Vec::new();
+        for update in &request.validators {
+            match ed25519_key(update) {
+                Some(key) => validators.push((key, update.power.max(0) as u64)),
+                None => fatal(
+                    "genesis validator",
+                    "only ed25519 validator keys are supported",
+                ),
+            }
+        }
+        let state = BusState::genesis(&genesis.members, &validators);
+        let app_hash = state.genesis_hash().to_vec();
+        let mut inner = self.lock();
+        if let Err(e) = inner.store.write_genesis(&state, &app_hash) {
+            fatal("cannot persist the genesis state", e);
+        }
+        info!(
+            members = genesis.members.len(),
+            validators = validators.len(),
+            "chain initialised"
+        );
+        inner.state = state;
+        inner.height = 0;
+        inner.app_hash = app_hash.clone();
+        inner.check_pending = Pending::default();
+        ResponseInitChain {
+            consensus_params: None,
+            validators: Vec::new(),
+            app_hash: app_hash.into(),
+        }
+    }
+
+    fn query(&self, request: RequestQuery) -> ResponseQuery {
+        let inner = self.lock();
+        query::answer(&inner.state, &inner.store, inner.height, &request)
+    }
+
+    fn check_tx(&self, request: RequestCheckTx) -> ResponseCheckTx {
+        match self.check(&request.tx) {
+            Ok(()) => ResponseCheckTx {
+                code: 0,
+                gas_wanted: 1,
+                ..Default::default()
+            },
+            Err(rejection) => ResponseCheckTx {
+                code: rejection.code.as_u32(),
+                log: rejection.log,
+                codespace: CODESPACE.to_owned(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn prepare_proposal(&self, request: RequestPrepareProposal) -> ResponsePrepareProposal {
+        // Propose only transactions that are valid, in order, against the committed state,
+        // within the byte budget: an honest proposer's block always passes ProcessProposal.
+        let inner = self.lock();
+        let max_bytes = usize::try_from(request.max_tx_bytes).unwrap_or(0);
+        let height = u64::try_from(request.height).unwrap_or(0);
+        let mut pending = Pending::default();
+        let mut used = 0usize;
+        let mut txs = Vec::with_capacity(request.txs.len());
+        for tx in request.txs {
+            if used + tx.len() > max_bytes {
+                continue;
+            }
+            let mut view = View {
+                base: &inner.state,
+                pending: &mut pending,
+            };
+            if view
+                .apply_bytes(&tx, height, self.signatures.as_ref())
+                .is_ok()
+            {
+                used += tx.len();
+                txs.push(tx);
+            }
+        }
+        ResponsePrepareProposal { txs }
+    }
+
+    fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
+        let height = u64::try_from(request.height).unwrap_or(0);
+        let executed = self.execute(height, &request.txs);
+        let status = if executed.all_accepted() {
+            let mut inner = self.lock();
+            if inner.proposals.len() >= PROPOSAL_CACHE_LIMIT {
+                inner.proposals.remove(0);
+            }
+            inner.proposals.push((request.hash.to_vec(), executed));
+            ProposalStatus::Accept
+        } else {
+            let refused: Vec<String> = executed
+                .tx_results
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.code != 0)
+                .map(|(i, r)| format!("tx {i}: code {} ({})", r.code, r.log))
+                .collect();
+            warn!(height, refused = %refused.join("; "), "proposal refused: it carries invalid transactions");
+            ProposalStatus::Reject
+        };
+        ResponseProcessProposal {
+            status: status as i32,
+        }
+    }
+
+    fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
+        let height = u64::try_from(request.height).unwrap_or(0);
+        let cached = {
+            let mut inner = self.lock();
+            let position = inner
+                .proposals
+                .iter()
+                .position(|(hash, block)| *hash == request.hash.as_ref() && block.height == height);
+            position.map(|p| inner.proposals.swap_remove(p).1)
+        };
+        // Cached executions ran against the state we still hold: the cache is cleared at Commit.
+        let executed = match cached {
+            Some(block) => block,
+            None => self.execute(height, &request.txs),
+        };
+        let response = ResponseFinalizeBlock {
+            events: Vec::new(),
+            tx_results: executed.tx_results.clone(),
+            validator_updates: executed.validator_updates.clone(),
+            consensus_param_updates: None,
+            app_hash: executed.app_hash.clone().into(),
+        };
+        self.lock().finalized = Some(executed);
+        response
+    }
+
+    fn commit(&self) -> ResponseCommit {
+        let mut inner = self.lock();
+        let Some(block) = inner.finalized.take() else {
+            fatal("commit", "Commit called without a finalized block");
+        };
+        if let Err(e) = inner.store.commit_block(
+            block.height,
+            &block.app_hash,
+            &block.pending,
+            &block.stored_events,
+        ) {
+            fatal("cannot persist the block", e);
+        }
+        inner.state.apply_pending(block.pending);
+        inner.height = block.height;
+        inner.app_hash = block.app_hash;
+        // CometBFT re-checks the remaining mempool transactions after every commit.
+        inner.check_pending = Pending::default();
+        inner.proposals.clear();
+        ResponseCommit { retain_height: 0 }
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what is missing, builds, checks
+# formatting and lints, then runs every test, including the ones that start real CometBFT
+# networks on 127.0.0.1. Heavy artefacts are cached under ${DOME_CACHE:-$HOME/.cache/dome}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DOME_CACHE="${DOME_CACHE:-$HOME/.cache/dome}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DOME_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { echo "== $*" >&2; }
+
+step "tools"
+DOME_COMETBFT_BIN="$(local/bootstrap.sh | tail -n 1)"
+export DOME_COMETBFT_BIN
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --bins --locked
+# Tests start these binaries as separate processes.
+export DOME_ABCI_BIN="$CARGO_TARGET_DIR/debug/dome-abci"
+
+step "test"
+# Network tests each start several validators: run them one at a time on a 2-core machine.
+cargo test --workspace --locked -- --test-threads=1
