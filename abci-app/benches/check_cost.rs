@@ -92,4 +92,76 @@ fn main() {
         "signature share: {:.0}%",
         (full - rules_only) / full * 100.0
     );
+    block_calls(&txs[..1000]);
+}
+
+/// The ABCI calls of one block, in process: CheckTx of every transaction, then
+/// PrepareProposal, ProcessProposal, FinalizeBlock and Commit.
+fn block_calls(txs: &[Vec<u8>]) {
+    use tendermint_abci::Application;
+    use tendermint_proto::v0_38::abci::{
+        RequestCheckTx, RequestFinalizeBlock, RequestInitChain, RequestPrepareProposal,
+        RequestProcessProposal,
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let app = match dome_abci::DomeApp::open(&dir.path().join("bus.redb")) {
+        Ok(a) => a,
+        Err(e) => panic!("open: {e}"),
+    };
+    let state = dome_events::genesis::demo_app_state(ORIGINS as usize);
+    app.init_chain(RequestInitChain {
+        app_state_bytes: serde_json::to_vec(&state).unwrap_or_default().into(),
+        ..Default::default()
+    });
+    let t = Instant::now();
+    for tx in txs {
+        let r = app.check_tx(RequestCheckTx {
+            tx: tx.clone().into(),
+            r#type: 0,
+        });
+        assert_eq!(r.code, 0, "{}", r.log);
+    }
+    let check = t.elapsed();
+    let block: Vec<bytes::Bytes> = txs.iter().map(|t| t.clone().into()).collect();
+    let t = Instant::now();
+    let prepared = app.prepare_proposal(RequestPrepareProposal {
+        txs: block.clone(),
+        max_tx_bytes: 1 << 30,
+        height: 1,
+        ..Default::default()
+    });
+    let prepare = t.elapsed();
+    assert_eq!(prepared.txs.len(), txs.len());
+    let t = Instant::now();
+    app.process_proposal(RequestProcessProposal {
+        txs: block.clone(),
+        height: 1,
+        hash: vec![1; 32].into(),
+        ..Default::default()
+    });
+    let process = t.elapsed();
+    let t = Instant::now();
+    app.finalize_block(RequestFinalizeBlock {
+        txs: block,
+        height: 1,
+        hash: vec![1; 32].into(),
+        ..Default::default()
+    });
+    let finalize = t.elapsed();
+    let t = Instant::now();
+    app.commit();
+    let commit = t.elapsed();
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / txs.len() as f64;
+    println!(
+        "block of {} txs, per tx: check_tx {:.1} us, prepare {:.1} us, process {:.1} us, finalize {:.1} us, commit {:.1} us",
+        txs.len(),
+        per(check),
+        per(prepare),
+        per(process),
+        per(finalize),
+        per(commit)
+    );
 }

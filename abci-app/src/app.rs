@@ -22,7 +22,7 @@ use tendermint_proto::v0_38::abci::{
     ResponseQuery, ValidatorUpdate,
 };
 use tendermint_proto::v0_38::crypto::{public_key::Sum, PublicKey as ProtoPublicKey};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::query;
 use crate::state::{next_app_hash, Accepted, BusState, Pending, SignatureCheck, View};
@@ -72,6 +72,7 @@ impl ExecutedBlock {
 #[derive(Default)]
 pub struct SignatureCache {
     verified: Mutex<HashSet<[u8; 32]>>,
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl SignatureCache {
@@ -93,6 +94,8 @@ impl SignatureCheck for SignatureCache {
         if self.lock().contains(&cache_key) {
             return true;
         }
+        self.misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if key.verify(message, sig).is_err() {
             return false;
         }
@@ -212,7 +215,7 @@ fn execute_block(
                 let hash = tx_hash(tx);
                 tx_results.push(ExecTxResult {
                     code: 0,
-                    events: vec![catalogue_event_attributes(&event, &hash)],
+                    events: vec![catalogue_event_attributes(&event)],
                     ..Default::default()
                 });
                 stored_events.push(StoredEvent {
@@ -260,29 +263,30 @@ fn execute_block(
     }
 }
 
-fn attribute(key: &str, value: impl Into<String>) -> EventAttribute {
+fn attribute(key: &str, value: impl Into<String>, index: bool) -> EventAttribute {
     EventAttribute {
         key: key.to_owned(),
         value: value.into(),
-        index: true,
+        index,
     }
 }
 
-/// The indexed ABCI event of an accepted catalogue event: `tx_search` and websocket
-/// subscriptions filter on these attributes (e.g. `catalogue.entity_type='productOffering'`).
-fn catalogue_event_attributes(event: &dome_events::CatalogueEvent, hash: &str) -> Event {
+/// The ABCI event of an accepted catalogue event. The attributes subscribers filter on are
+/// indexed, so `tx_search` and websocket subscriptions can select, e.g.
+/// `catalogue.entity_type='productOffering' AND catalogue.origin='member-a'`; the rest ride
+/// along unindexed (every index entry costs each validator a write per transaction).
+fn catalogue_event_attributes(event: &dome_events::CatalogueEvent) -> Event {
     let mut attributes = vec![
-        attribute("origin", event.origin.as_str()),
-        attribute("origin_seq", event.origin_seq.to_string()),
-        attribute("entity_type", event.entity.entity_type.clone()),
-        attribute("entity_id", event.entity.id.clone()),
-        attribute("version", event.entity.version.to_string()),
-        attribute("action", event.action.as_str()),
-        attribute("audience", event.audience.index_value()),
-        attribute("tx", hash),
+        attribute("origin", event.origin.as_str(), true),
+        attribute("entity_type", event.entity.entity_type.clone(), true),
+        attribute("entity_id", event.entity.id.clone(), true),
+        attribute("version", event.entity.version.to_string(), true),
+        attribute("action", event.action.as_str(), true),
+        attribute("audience", event.audience.index_value(), true),
+        attribute("origin_seq", event.origin_seq.to_string(), false),
     ];
     if let Some(content_hash) = event.content_hash {
-        attributes.push(attribute("content_hash", content_hash.to_hex()));
+        attributes.push(attribute("content_hash", content_hash.to_hex(), false));
     }
     Event {
         r#type: "catalogue".to_owned(),
@@ -307,9 +311,9 @@ fn governance_event(nonce: u64, action: &dome_events::GovernanceAction) -> Event
     Event {
         r#type: "governance".to_owned(),
         attributes: vec![
-            attribute("nonce", nonce.to_string()),
-            attribute("action", kind),
-            attribute("subject", subject),
+            attribute("nonce", nonce.to_string(), true),
+            attribute("action", kind, true),
+            attribute("subject", subject, true),
         ],
     }
 }
@@ -403,6 +407,8 @@ impl Application for DomeApp {
     }
 
     fn prepare_proposal(&self, request: RequestPrepareProposal) -> ResponsePrepareProposal {
+        let started = std::time::Instant::now();
+        let offered = request.txs.len();
         // Propose only transactions that are valid, in order, against the committed state,
         // within the byte budget: an honest proposer's block always passes ProcessProposal.
         let inner = self.lock();
@@ -427,12 +433,36 @@ impl Application for DomeApp {
                 txs.push(tx);
             }
         }
+        debug!(
+            height,
+            offered,
+            kept = txs.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "prepare_proposal"
+        );
         ResponsePrepareProposal { txs }
     }
 
     fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
         let height = u64::try_from(request.height).unwrap_or(0);
+        let started = std::time::Instant::now();
+        let misses_before = self
+            .signatures
+            .misses
+            .load(std::sync::atomic::Ordering::Relaxed);
         let executed = self.execute(height, &request.txs);
+        let misses = self
+            .signatures
+            .misses
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - misses_before;
+        debug!(
+            height,
+            txs = request.txs.len(),
+            misses,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "process_proposal"
+        );
         let status = if executed.all_accepted() {
             let mut inner = self.lock();
             if inner.proposals.len() >= PROPOSAL_CACHE_LIMIT {
@@ -467,10 +497,19 @@ impl Application for DomeApp {
             position.map(|p| inner.proposals.swap_remove(p).1)
         };
         // Cached executions ran against the state we still hold: the cache is cleared at Commit.
+        let started = std::time::Instant::now();
+        let reused = cached.is_some();
         let executed = match cached {
             Some(block) => block,
             None => self.execute(height, &request.txs),
         };
+        debug!(
+            height,
+            txs = request.txs.len(),
+            reused,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "finalize_block"
+        );
         let response = ResponseFinalizeBlock {
             events: Vec::new(),
             tx_results: executed.tx_results.clone(),
@@ -483,6 +522,7 @@ impl Application for DomeApp {
     }
 
     fn commit(&self) -> ResponseCommit {
+        let started = std::time::Instant::now();
         let mut inner = self.lock();
         let Some(block) = inner.finalized.take() else {
             fatal("commit", "Commit called without a finalized block");
@@ -501,6 +541,11 @@ impl Application for DomeApp {
         // CometBFT re-checks the remaining mempool transactions after every commit.
         inner.check_pending = Pending::default();
         inner.proposals.clear();
+        debug!(
+            height = inner.height,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "commit"
+        );
         ResponseCommit { retain_height: 0 }
     }
 }

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use tendermint_abci::ServerBuilder;
 
 #[derive(Parser)]
 #[command(
@@ -39,10 +38,9 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating the store directory {}", args.db.display()))?;
     let app = dome_abci::DomeApp::open(&args.db.join("bus.redb"))
         .with_context(|| format!("opening the store in {}", args.db.display()))?;
-    let server = ServerBuilder::default()
-        .bind(&args.addr, app)
+    let server = dome_abci::server::SocketServer::bind(&args.addr, app)
         .with_context(|| format!("binding the ABCI socket {}", args.addr))?;
-    tracing::info!(addr = %server.local_addr(), "dome-abci listening");
+    tracing::info!(addr = %args.addr, "dome-abci listening");
     server.listen().context("ABCI server stopped")?;
     Ok(())
 }

@@ -1,0 +1,389 @@
+//! `bus-bench`: committed transactions per second and commit latency on a local
+//! N-validator network, for the dome ABCI app and, side by side in the same run, CometBFT's
+//! built-in kvstore app with the same transaction size and the same load generator.
+//!
+//! Load: S streams; stream i submits its transactions one after another with
+//! `broadcast_tx_sync` to validator i mod N (as a publisher would: one origin, in order).
+//! For dome each stream is one member publishing creates with consecutive origin_seq; for
+//! kvstore each transaction is `key=padding` of the same length. An observer reads every new
+//! block and its results from validator 0; a transaction's latency is from the start of its
+//! submission to the moment the observer sees it committed.
+//!
+//!     cargo run --release -p dome-tests --bin bus-bench -- --help
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use dome_bus_client::{BlockSource, BusClient, SubmitError};
+use dome_events::{
+    test_keys, Action, Audience, CatalogueEvent, ContentHash, EntityRef, Transaction, TxCode,
+};
+use dome_localnet::{AppKind, LocalNet, NetConfig};
+
+#[derive(Parser, Clone)]
+#[command(about = "Bus throughput and commit latency: dome ABCI app vs CometBFT kvstore")]
+struct Args {
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Concurrent submission streams (dome: one member each).
+    #[arg(long, default_value_t = 16)]
+    streams: usize,
+    /// Transactions per stream in the saturation run.
+    #[arg(long, default_value_t = 250)]
+    per_stream: usize,
+    /// Offered load of the paced run, transactions per second (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    paced_rate: u64,
+    /// Duration of the paced run, seconds.
+    #[arg(long, default_value_t = 5)]
+    paced_seconds: u64,
+    /// CometBFT consensus.timeout_commit, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    timeout_commit_ms: u64,
+    /// Which apps to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "kvstore,dome")]
+    apps: Vec<String>,
+    #[arg(long)]
+    abci_bin: Option<std::path::PathBuf>,
+    /// Override a CometBFT config.toml key on every node, e.g. `--set recheck=false`
+    /// (first key of that name in the file).
+    #[arg(long, value_parser = parse_setting)]
+    set: Vec<(String, String)>,
+    #[arg(long)]
+    cometbft_bin: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum App {
+    Kvstore,
+    Dome,
+}
+
+struct Outcome {
+    committed: usize,
+    rejected_in_block: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    retries: usize,
+}
+
+/// What the observer and the submitters share: submit start and commit time per tx hash.
+#[derive(Default)]
+struct Ledger {
+    submitted: HashMap<String, Instant>,
+    committed: HashMap<String, (Instant, u32)>,
+}
+
+fn dome_tx(stream: usize, k: usize) -> anyhow::Result<Vec<u8>> {
+    let id = format!("offering-{stream}-{k}");
+    let event = CatalogueEvent {
+        origin: test_keys::member_id(stream as u32),
+        origin_seq: k as u64 + 1,
+        entity: EntityRef {
+            entity_type: "productOffering".into(),
+            id: id.clone(),
+            version: 1,
+        },
+        action: Action::Create,
+        content_hash: Some(ContentHash::of_bytes(id.as_bytes())),
+        previous_hash: None,
+        location: format!(
+            "http://127.0.0.1:18080/tmf-api/productCatalogManagement/v4/productOffering/{id}/version/1"
+        ),
+        audience: Audience::All,
+        issued_at: "2026-11-29T12:00:00.000Z".into(),
+    };
+    Ok(Transaction::signed_event(event, &test_keys::member_keypair(stream as u32))?.encode()?)
+}
+
+fn kvstore_tx(stream: usize, k: usize, size: usize) -> Vec<u8> {
+    let mut tx = format!("bench-{stream}-{k}=").into_bytes();
+    tx.resize(size.max(tx.len() + 1), b'x');
+    tx
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn observe(
+    client: BusClient,
+    ledger: Arc<Mutex<Ledger>>,
+    from_height: u64,
+    expected: usize,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let mut next = from_height + 1;
+    loop {
+        if Instant::now() > deadline {
+            bail!("observer deadline passed at height {next}");
+        }
+        let tip = client.tip_height().await.unwrap_or(0);
+        if tip < next {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let block = match client.fetch_block(next).await {
+            Ok(b) => b,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let seen = Instant::now();
+        if std::env::var_os("DOME_BENCH_BLOCKS").is_some() {
+            eprintln!("block {next}: {} txs at {:?}", block.txs().len(), seen);
+        }
+        let mut l = ledger
+            .lock()
+            .map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
+        for (tx, code) in block.txs().iter().zip(block.codes()) {
+            l.committed
+                .insert(dome_bus_client::tx_hash(tx), (seen, *code));
+        }
+        if l.committed.len() >= expected {
+            return Ok(());
+        }
+        drop(l);
+        next += 1;
+    }
+}
+
+async fn submit_stream(
+    client: BusClient,
+    txs: Vec<Vec<u8>>,
+    ledger: Arc<Mutex<Ledger>>,
+    start: Instant,
+    interval: Option<Duration>,
+) -> anyhow::Result<usize> {
+    let mut retries = 0;
+    for (k, tx) in txs.into_iter().enumerate() {
+        if let Some(interval) = interval {
+            let due = start + interval * k as u32;
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let hash = dome_bus_client::tx_hash(&tx);
+        let began = Instant::now();
+        ledger
+            .lock()
+            .map_err(|_| anyhow::anyhow!("ledger poisoned"))?
+            .submitted
+            .insert(hash, began);
+        let mut attempts = 0;
+        loop {
+            match client.submit_bytes(tx.clone()).await {
+                Ok(_) => break,
+                // A node that has not yet seen this origin's previous transaction (gossip
+                // order, or a re-check after a commit) answers SeqGap: wait and resubmit.
+                Err(SubmitError::Rejected { code, .. })
+                    if code == TxCode::SeqGap.as_u32() && attempts < 200 =>
+                {
+                    attempts += 1;
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => bail!("submission failed: {e}"),
+            }
+        }
+    }
+    Ok(retries)
+}
+
+async fn run_load(
+    net: &LocalNet,
+    app: App,
+    streams: usize,
+    txs_per_stream: usize,
+    first_k: usize,
+    tx_size: usize,
+    rate: Option<u64>,
+) -> anyhow::Result<Outcome> {
+    let urls = net.rpc_urls();
+    let observer_client = BusClient::new(vec![urls[0].clone()], Duration::from_secs(5))?;
+    let start_height = observer_client.latest_height().await?;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut per_stream = Vec::new();
+    for s in 0..streams {
+        let mut txs = Vec::with_capacity(txs_per_stream);
+        for k in first_k..first_k + txs_per_stream {
+            txs.push(match app {
+                App::Dome => dome_tx(s, k)?,
+                App::Kvstore => kvstore_tx(s, k, tx_size),
+            });
+        }
+        per_stream.push(txs);
+    }
+    let expected = streams * txs_per_stream;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let observer = tokio::spawn(observe(
+        observer_client,
+        ledger.clone(),
+        start_height,
+        expected,
+        deadline,
+    ));
+    let interval = rate.map(|r| Duration::from_secs_f64(streams as f64 / r as f64));
+    let start = Instant::now();
+    let mut submitters = Vec::new();
+    for (s, txs) in per_stream.into_iter().enumerate() {
+        let client = BusClient::new(vec![urls[s % urls.len()].clone()], Duration::from_secs(10))?;
+        // Stagger paced streams so the offered load is smooth.
+        let offset = interval
+            .map(|i| i.mul_f64(s as f64 / streams as f64))
+            .unwrap_or_default();
+        submitters.push(tokio::spawn(submit_stream(
+            client,
+            txs,
+            ledger.clone(),
+            start + offset,
+            interval,
+        )));
+    }
+    let mut retries = 0;
+    for s in submitters {
+        retries += s.await??;
+    }
+    observer.await??;
+    let l = ledger
+        .lock()
+        .map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
+    let first_submit = l.submitted.values().min().copied().unwrap_or(start);
+    let mut latencies = Vec::new();
+    let mut last_commit = first_submit;
+    let mut rejected_in_block = 0;
+    for (hash, began) in &l.submitted {
+        let Some((at, code)) = l.committed.get(hash) else {
+            bail!("transaction {hash} was never committed");
+        };
+        if *code != 0 {
+            rejected_in_block += 1;
+            continue;
+        }
+        latencies.push(at.duration_since(*began).as_secs_f64() * 1e3);
+        last_commit = last_commit.max(*at);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(Outcome {
+        committed: latencies.len(),
+        rejected_in_block,
+        seconds: last_commit.duration_since(first_submit).as_secs_f64(),
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+        retries,
+    })
+}
+
+fn report(app: &str, profile: &str, o: &Outcome) {
+    println!(
+        "| {app} | {profile} | {} | {:.0} | {:.0} | {:.0} | {} | {} |",
+        o.committed,
+        o.committed as f64 / o.seconds,
+        o.p50_ms,
+        o.p99_ms,
+        o.rejected_in_block,
+        o.retries
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let cometbft = args
+        .cometbft_bin
+        .clone()
+        .unwrap_or_else(dome_localnet::default_cometbft_bin);
+    let abci = match &args.abci_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("executable directory")?
+            .join("dome-abci"),
+    };
+    let tx_size = dome_tx(0, 0)?.len();
+    println!(
+        "validators {}, streams {}, timeout_commit {} ms, tx size {tx_size} bytes",
+        args.validators, args.streams, args.timeout_commit_ms
+    );
+    println!(
+        "| app | load | committed | tx/s | p50 ms | p99 ms | refused in block | CheckTx retries |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for name in &args.apps {
+        let app = match name.as_str() {
+            "kvstore" => App::Kvstore,
+            "dome" => App::Dome,
+            other => bail!("unknown app {other:?}: use kvstore or dome"),
+        };
+        let dir = tempfile::Builder::new().prefix("dome-bench-").tempdir()?;
+        let kind = match app {
+            App::Kvstore => AppKind::Kvstore,
+            App::Dome => AppKind::Dome {
+                abci_bin: abci.clone(),
+            },
+        };
+        let mut cfg = NetConfig::new(dir.path().join("net"), cometbft.clone(), kind);
+        cfg.validators = args.validators;
+        cfg.timeout_commit = Duration::from_millis(args.timeout_commit_ms);
+        cfg.app_state = dome_events::genesis::demo_app_state(args.streams);
+        let mut net = LocalNet::init(cfg)?;
+        for (key, value) in &args.set {
+            for i in 0..args.validators {
+                let path = net.node_dir(i).join("config").join("config.toml");
+                let text = std::fs::read_to_string(&path)?;
+                let edited: Vec<String> = text
+                    .lines()
+                    .map(|l| {
+                        if l.split('=').next().map(str::trim) == Some(key.as_str()) {
+                            format!("{key} = {value}")
+                        } else {
+                            l.to_owned()
+                        }
+                    })
+                    .collect();
+                std::fs::write(&path, edited.join("\n"))?;
+            }
+        }
+        net.start()?;
+        net.wait_for_height_all(2, Duration::from_secs(60))?;
+        let saturation = run_load(&net, app, args.streams, args.per_stream, 0, tx_size, None)
+            .await
+            .with_context(|| format!("{name}: saturation run"))?;
+        report(name, "saturation", &saturation);
+        if args.paced_rate > 0 {
+            let per_stream = (args.paced_rate * args.paced_seconds) as usize / args.streams;
+            let paced = run_load(
+                &net,
+                app,
+                args.streams,
+                per_stream,
+                args.per_stream,
+                tx_size,
+                Some(args.paced_rate),
+            )
+            .await
+            .with_context(|| format!("{name}: paced run"))?;
+            report(name, &format!("paced {}/s", args.paced_rate), &paced);
+        }
+        net.stop();
+        if let Some(keep) = std::env::var_os("DOME_BENCH_KEEP") {
+            let target = std::path::Path::new(&keep).join(name);
+            let _ = std::fs::remove_dir_all(&target);
+            std::fs::rename(dir.path().join("net"), &target)?;
+        }
+    }
+    Ok(())
+}
