@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use dome_abci::state::{BusState, Pending, PlainVerifier, SignatureCheck, View};
 use dome_events::{
-    test_keys, Action, Audience, CatalogueEvent, ContentHash, EntityRef, PublicKey, Signature,
-    Transaction,
+    test_keys, Action, Audience, CatalogueEvent, ContentHash, EntityRef, PublicKey, Transaction,
 };
 
 const ORIGINS: u32 = 4;
@@ -53,7 +52,7 @@ fn transactions() -> Vec<Vec<u8>> {
 struct AlreadyVerified;
 
 impl SignatureCheck for AlreadyVerified {
-    fn verify(&self, _: &[u8], _: &PublicKey, _: &[u8], _: &Signature) -> bool {
+    fn verify(&self, _: &[u8; 32], _: &Transaction, _: usize, _: &PublicKey) -> bool {
         true
     }
 }

@@ -5,13 +5,14 @@
 //! cached, so ProcessProposal and FinalizeBlock re-check the rules without re-verifying the
 //! signatures this node has already verified for the same bytes and key.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use dome_events::genesis::GenesisAppState;
-use dome_events::{PublicKey, Signature, Transaction, CODESPACE};
+use dome_events::{PublicKey, Transaction, CODESPACE};
 use sha2::{Digest, Sha256};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
@@ -25,11 +26,13 @@ use tendermint_proto::v0_38::crypto::{public_key::Sum, PublicKey as ProtoPublicK
 use tracing::{debug, error, info, warn};
 
 use crate::query;
-use crate::state::{next_app_hash, Accepted, BusState, Pending, SignatureCheck, View};
+use crate::state::{
+    next_app_hash, tx_id, Accepted, BusState, Pending, PlainVerifier, SignatureCheck, View,
+};
 use crate::store::{Store, StoreError, StoredEvent};
 
-/// Bound on remembered signature verifications; the set is cleared when it grows past it.
-const SIGNATURE_CACHE_LIMIT: usize = 200_000;
+/// Bound on remembered transactions; the cache is cleared when it grows past it.
+const TX_CACHE_LIMIT: usize = 100_000;
 /// Proposals executed in ProcessProposal and kept for FinalizeBlock (several rounds may
 /// propose different blocks at one height).
 const PROPOSAL_CACHE_LIMIT: usize = 8;
@@ -37,7 +40,7 @@ const PROPOSAL_CACHE_LIMIT: usize = 8;
 #[derive(Clone)]
 pub struct DomeApp {
     inner: Arc<Mutex<Inner>>,
-    signatures: Arc<SignatureCache>,
+    transactions: Arc<TxCache>,
 }
 
 struct Inner {
@@ -68,43 +71,78 @@ impl ExecutedBlock {
     }
 }
 
-/// Remembers (transaction bytes, key) pairs whose signatures verified.
+/// A transaction this node decoded, with the keys its approvals verified under.
+pub struct CheckedTx {
+    pub tx: Transaction,
+    /// For each approval, the key its signature verified with.
+    verified_keys: Vec<PublicKey>,
+}
+
+/// Transactions this node has already decoded and verified, by the sha256 of their bytes.
+///
+/// CheckTx fills it; re-checks after each commit, PrepareProposal, ProcessProposal and
+/// FinalizeBlock then skip decoding and signature verification for the same bytes. Sound
+/// because the bytes determine the decoded transaction; a cached verification only counts if
+/// the member's key is still the one it verified under (keys can rotate).
 #[derive(Default)]
-pub struct SignatureCache {
-    verified: Mutex<HashSet<[u8; 32]>>,
-    misses: std::sync::atomic::AtomicU64,
+pub struct TxCache {
+    entries: Mutex<HashMap<[u8; 32], Arc<CheckedTx>>>,
+    misses: AtomicU64,
 }
 
-impl SignatureCache {
-    fn key(tx_bytes: &[u8], key: &PublicKey) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(key.0);
-        h.update(tx_bytes);
-        h.finalize().into()
+impl TxCache {
+    fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 32], Arc<CheckedTx>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashSet<[u8; 32]>> {
-        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    fn get(&self, id: &[u8; 32]) -> Option<Arc<CheckedTx>> {
+        self.lock().get(id).cloned()
+    }
+
+    fn insert(&self, id: [u8; 32], checked: CheckedTx) -> Arc<CheckedTx> {
+        let checked = Arc::new(checked);
+        let mut entries = self.lock();
+        if entries.len() >= TX_CACHE_LIMIT {
+            entries.clear();
+        }
+        entries.insert(id, checked.clone());
+        checked
+    }
+
+    /// Decodes and verifies `tx_bytes` against `current_keys` (the registered key of each
+    /// signer, if any), caching the result when every approval verifies.
+    fn check(
+        &self,
+        id: [u8; 32],
+        tx_bytes: &[u8],
+        current_keys: impl Fn(&Transaction) -> Vec<Option<PublicKey>>,
+    ) -> Result<Arc<CheckedTx>, crate::state::Rejection> {
+        if let Some(hit) = self.get(&id) {
+            return Ok(hit);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let tx = Transaction::decode(tx_bytes)?;
+        let keys = current_keys(&tx);
+        let mut verified_keys = Vec::with_capacity(keys.len());
+        for (index, key) in keys.iter().enumerate() {
+            match key {
+                Some(key) if PlainVerifier.verify(&id, &tx, index, key) => verified_keys.push(*key),
+                // Not cacheable: the rules will reject it with the precise reason.
+                _ => {
+                    return Ok(Arc::new(CheckedTx {
+                        tx,
+                        verified_keys: Vec::new(),
+                    }))
+                }
+            }
+        }
+        Ok(self.insert(id, CheckedTx { tx, verified_keys }))
     }
 }
 
-impl SignatureCheck for SignatureCache {
-    fn verify(&self, tx_bytes: &[u8], key: &PublicKey, message: &[u8], sig: &Signature) -> bool {
-        let cache_key = Self::key(tx_bytes, key);
-        if self.lock().contains(&cache_key) {
-            return true;
-        }
-        self.misses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if key.verify(message, sig).is_err() {
-            return false;
-        }
-        let mut set = self.lock();
-        if set.len() >= SIGNATURE_CACHE_LIMIT {
-            set.clear();
-        }
-        set.insert(cache_key);
-        true
+impl SignatureCheck for CheckedTx {
+    fn verify(&self, tx_id: &[u8; 32], tx: &Transaction, index: usize, key: &PublicKey) -> bool {
+        self.verified_keys.get(index) == Some(key) || PlainVerifier.verify(tx_id, tx, index, key)
     }
 }
 
@@ -132,7 +170,7 @@ impl DomeApp {
                 proposals: Vec::new(),
                 finalized: None,
             })),
-            signatures: Arc::new(SignatureCache::default()),
+            transactions: Arc::new(TxCache::default()),
         })
     }
 
@@ -145,39 +183,28 @@ impl DomeApp {
     /// Runs a block's transactions, in order, against the committed state.
     pub fn execute(&self, height: u64, txs: &[Bytes]) -> ExecutedBlock {
         let inner = self.lock();
-        execute_block(
-            &inner.state,
-            &inner.app_hash,
-            height,
-            txs,
-            self.signatures.as_ref(),
-        )
+        self.execute_block(&inner.state, &inner.app_hash, height, txs)
     }
 
     /// Checks one transaction against the committed state plus this node's mempool.
     pub fn check(&self, tx_bytes: &[u8]) -> Result<(), crate::state::Rejection> {
-        let tx = Transaction::decode(tx_bytes)?;
-        // Verify signatures outside the state lock: it is the costly part.
-        let keys: Vec<(PublicKey, Signature)> = {
+        let id = tx_id(tx_bytes);
+        // Decoding and signature verification run outside the state lock: they are the costly
+        // part, and the mempool connection should not hold up consensus calls.
+        let checked = self.transactions.check(id, tx_bytes, |tx| {
             let inner = self.lock();
-            let base = &inner.state;
             tx.signatures
                 .iter()
-                .filter_map(|a| {
+                .map(|a| {
                     inner
                         .check_pending
                         .members
                         .get(&a.signer)
-                        .or_else(|| base.members.get(&a.signer))
-                        .map(|m| (m.info.public_key, a.signature))
+                        .or_else(|| inner.state.members.get(&a.signer))
+                        .map(|m| m.info.public_key)
                 })
                 .collect()
-        };
-        if let Ok(message) = tx.own_signing_bytes() {
-            for (key, sig) in &keys {
-                self.signatures.verify(tx_bytes, key, &message, sig);
-            }
-        }
+        })?;
         let mut inner = self.lock();
         let next_height = inner.height + 1;
         let Inner {
@@ -189,77 +216,97 @@ impl DomeApp {
             base: state,
             pending: check_pending,
         };
-        view.apply(&tx, tx_bytes, next_height, self.signatures.as_ref())
+        view.apply(&checked.tx, &id, next_height, checked.as_ref())
             .map(|_| ())
+    }
+
+    /// One transaction of a proposal or block: from the cache when this node checked the same
+    /// bytes, else decoded and verified now.
+    fn apply_in_block(
+        &self,
+        view: &mut View<'_>,
+        tx_bytes: &[u8],
+        height: u64,
+    ) -> Result<Accepted, crate::state::Rejection> {
+        let id = tx_id(tx_bytes);
+        match self.transactions.get(&id) {
+            Some(checked) => view.apply(&checked.tx, &id, height, checked.as_ref()),
+            None => {
+                self.transactions.misses.fetch_add(1, Ordering::Relaxed);
+                view.apply_bytes(tx_bytes, height, &PlainVerifier)
+            }
+        }
     }
 }
 
-fn execute_block(
-    base: &BusState,
-    previous_app_hash: &[u8],
-    height: u64,
-    txs: &[Bytes],
-    verifier: &dyn SignatureCheck,
-) -> ExecutedBlock {
-    let mut pending = Pending::default();
-    let mut tx_results = Vec::with_capacity(txs.len());
-    let mut stored_events = Vec::new();
-    let mut validator_updates = Vec::new();
-    for (index, tx) in txs.iter().enumerate() {
-        let mut view = View {
-            base,
-            pending: &mut pending,
-        };
-        match view.apply_bytes(tx, height, verifier) {
-            Ok(Accepted::Catalogue(event)) => {
-                let hash = tx_hash(tx);
-                tx_results.push(ExecTxResult {
-                    code: 0,
-                    events: vec![catalogue_event_attributes(&event)],
-                    ..Default::default()
-                });
-                stored_events.push(StoredEvent {
-                    height,
-                    index: index as u32,
-                    tx_hash: hash,
-                    event,
-                });
-            }
-            Ok(Accepted::Governance {
-                nonce,
-                action,
-                validator_update,
-            }) => {
-                if let Some((key, power)) = validator_update {
-                    validator_updates.push(ValidatorUpdate {
-                        pub_key: Some(ProtoPublicKey {
-                            sum: Some(Sum::Ed25519(key.0.to_vec())),
-                        }),
-                        power: power as i64,
+impl DomeApp {
+    fn execute_block(
+        &self,
+        base: &BusState,
+        previous_app_hash: &[u8],
+        height: u64,
+        txs: &[Bytes],
+    ) -> ExecutedBlock {
+        let mut pending = Pending::default();
+        let mut tx_results = Vec::with_capacity(txs.len());
+        let mut stored_events = Vec::new();
+        let mut validator_updates = Vec::new();
+        for (index, tx) in txs.iter().enumerate() {
+            let mut view = View {
+                base,
+                pending: &mut pending,
+            };
+            match self.apply_in_block(&mut view, tx, height) {
+                Ok(Accepted::Catalogue(event)) => {
+                    let hash = tx_hash(tx);
+                    tx_results.push(ExecTxResult {
+                        code: 0,
+                        events: vec![catalogue_event_attributes(&event)],
+                        ..Default::default()
+                    });
+                    stored_events.push(StoredEvent {
+                        height,
+                        index: index as u32,
+                        tx_hash: hash,
+                        event,
                     });
                 }
-                tx_results.push(ExecTxResult {
-                    code: 0,
-                    events: vec![governance_event(nonce, &action)],
+                Ok(Accepted::Governance {
+                    nonce,
+                    action,
+                    validator_update,
+                }) => {
+                    if let Some((key, power)) = validator_update {
+                        validator_updates.push(ValidatorUpdate {
+                            pub_key: Some(ProtoPublicKey {
+                                sum: Some(Sum::Ed25519(key.0.to_vec())),
+                            }),
+                            power: power as i64,
+                        });
+                    }
+                    tx_results.push(ExecTxResult {
+                        code: 0,
+                        events: vec![governance_event(nonce, &action)],
+                        ..Default::default()
+                    });
+                }
+                Err(rejection) => tx_results.push(ExecTxResult {
+                    code: rejection.code.as_u32(),
+                    log: rejection.log,
+                    codespace: CODESPACE.to_owned(),
                     ..Default::default()
-                });
+                }),
             }
-            Err(rejection) => tx_results.push(ExecTxResult {
-                code: rejection.code.as_u32(),
-                log: rejection.log,
-                codespace: CODESPACE.to_owned(),
-                ..Default::default()
-            }),
         }
-    }
-    let app_hash = next_app_hash(previous_app_hash, height, &pending);
-    ExecutedBlock {
-        height,
-        pending,
-        tx_results,
-        stored_events,
-        validator_updates,
-        app_hash,
+        let app_hash = next_app_hash(previous_app_hash, height, &pending);
+        ExecutedBlock {
+            height,
+            pending,
+            tx_results,
+            stored_events,
+            validator_updates,
+            app_hash,
+        }
     }
 }
 
@@ -425,10 +472,7 @@ impl Application for DomeApp {
                 base: &inner.state,
                 pending: &mut pending,
             };
-            if view
-                .apply_bytes(&tx, height, self.signatures.as_ref())
-                .is_ok()
-            {
+            if self.apply_in_block(&mut view, &tx, height).is_ok() {
                 used += tx.len();
                 txs.push(tx);
             }
@@ -446,16 +490,9 @@ impl Application for DomeApp {
     fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
         let height = u64::try_from(request.height).unwrap_or(0);
         let started = std::time::Instant::now();
-        let misses_before = self
-            .signatures
-            .misses
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let misses_before = self.transactions.misses.load(Ordering::Relaxed);
         let executed = self.execute(height, &request.txs);
-        let misses = self
-            .signatures
-            .misses
-            .load(std::sync::atomic::Ordering::Relaxed)
-            - misses_before;
+        let misses = self.transactions.misses.load(Ordering::Relaxed) - misses_before;
         debug!(
             height,
             txs = request.txs.len(),

@@ -213,31 +213,32 @@ pub enum Accepted {
     },
 }
 
-/// Verifies signatures. Implemented with a cache by the app; a plain verifier in tests.
+/// Decides whether a transaction's approval verifies. The app answers from what its own
+/// CheckTx already verified for the same bytes; tests and cold paths verify every time.
 pub trait SignatureCheck {
-    /// `true` when `signature` by `key` over `message` verifies.
-    fn verify(
-        &self,
-        tx_bytes: &[u8],
-        key: &PublicKey,
-        message: &[u8],
-        signature: &dome_events::Signature,
-    ) -> bool;
+    /// `true` when approval `index` of `tx` (whose bytes hash to `tx_id`) is a valid
+    /// signature by `key` over the transaction's signing bytes.
+    fn verify(&self, tx_id: &[u8; 32], tx: &Transaction, index: usize, key: &PublicKey) -> bool;
 }
 
 /// Verifies every time.
 pub struct PlainVerifier;
 
 impl SignatureCheck for PlainVerifier {
-    fn verify(
-        &self,
-        _tx_bytes: &[u8],
-        key: &PublicKey,
-        message: &[u8],
-        signature: &dome_events::Signature,
-    ) -> bool {
-        key.verify(message, signature).is_ok()
+    fn verify(&self, _tx_id: &[u8; 32], tx: &Transaction, index: usize, key: &PublicKey) -> bool {
+        let Some(approval) = tx.signatures.get(index) else {
+            return false;
+        };
+        match tx.own_signing_bytes() {
+            Ok(message) => key.verify(&message, &approval.signature).is_ok(),
+            Err(_) => false,
+        }
     }
+}
+
+/// Identity of a transaction's bytes: sha256, as CometBFT hashes transactions.
+pub fn tx_id(tx_bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(tx_bytes).into()
 }
 
 /// Committed state seen through a change set: the view transactions are checked against.
@@ -326,22 +327,19 @@ impl View<'_> {
         verifier: &dyn SignatureCheck,
     ) -> Result<Accepted, Rejection> {
         let tx = Transaction::decode(tx_bytes)?;
-        self.apply(&tx, tx_bytes, height, verifier)
+        self.apply(&tx, &tx_id(tx_bytes), height, verifier)
     }
 
     pub fn apply(
         &mut self,
         tx: &Transaction,
-        tx_bytes: &[u8],
+        tx_id: &[u8; 32],
         height: u64,
         verifier: &dyn SignatureCheck,
     ) -> Result<Accepted, Rejection> {
         tx.validate()?;
-        let message = tx
-            .own_signing_bytes()
-            .map_err(|e| reject(TxCode::InvalidField, e.to_string()))?;
         // Every signer must be an active member whose registered key made the signature.
-        for approval in &tx.signatures {
+        for (index, approval) in tx.signatures.iter().enumerate() {
             let member = self.member(&approval.signer).ok_or_else(|| {
                 reject(
                     TxCode::UnknownMember,
@@ -354,12 +352,7 @@ impl View<'_> {
                     format!("{} was removed from the federation", approval.signer),
                 ));
             }
-            if !verifier.verify(
-                tx_bytes,
-                &member.info.public_key,
-                &message,
-                &approval.signature,
-            ) {
+            if !verifier.verify(tx_id, tx, index, &member.info.public_key) {
                 return Err(reject(
                     TxCode::BadSignature,
                     format!(
