@@ -14,6 +14,8 @@ step() { echo "== $*" >&2; }
 step "tools"
 DOME_COMETBFT_BIN="$(local/bootstrap.sh | tail -n 1)"
 export DOME_COMETBFT_BIN
+DOME_MOTO_SERVER="$(local/moto.sh | tail -n 1)"
+export DOME_MOTO_SERVER
 
 step "format"
 cargo fmt --all -- --check

@@ -48,6 +48,10 @@ struct Args {
     apps: Vec<String>,
     #[arg(long)]
     abci_bin: Option<std::path::PathBuf>,
+    /// CometBFT's abci-cli v0.38.25, for the `socket-kvstore` app
+    /// (`GOBIN=~/.cache/dome/abci-cli-v0.38.25 go install github.com/cometbft/cometbft/abci/cmd/abci-cli@v0.38.25`).
+    #[arg(long)]
+    abci_cli: Option<std::path::PathBuf>,
     /// Override a CometBFT config.toml key on every node, e.g. `--set recheck=false`
     /// (first key of that name in the file).
     #[arg(long, value_parser = parse_setting)]
@@ -58,7 +62,11 @@ struct Args {
 
 #[derive(Clone, Copy, PartialEq)]
 enum App {
+    /// CometBFT's built-in kvstore, in process.
     Kvstore,
+    /// The same kvstore logic served over the ABCI socket by CometBFT's `abci-cli`: isolates
+    /// what the socket transport costs every out-of-process app.
+    SocketKvstore,
     Dome,
 }
 
@@ -104,6 +112,30 @@ fn kvstore_tx(stream: usize, k: usize, size: usize) -> Vec<u8> {
     let mut tx = format!("bench-{stream}-{k}=").into_bytes();
     tx.resize(size.max(tx.len() + 1), b'x');
     tx
+}
+
+/// A script that starts abci-cli's kvstore with the command line the local net gives an app
+/// process (`--addr HOST:PORT --db DIR`).
+fn abci_cli_wrapper(dir: &std::path::Path, args: &Args) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = args.abci_cli.clone().unwrap_or_else(|| {
+        dome_localnet::dome_cache_dir()
+            .join("abci-cli-v0.38.25")
+            .join("abci-cli")
+    });
+    if !cli.exists() {
+        bail!("{} not found (see --abci-cli)", cli.display());
+    }
+    let script = dir.join("socket-kvstore.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# --addr HOST:PORT --db DIR\nexec '{}' kvstore --log_level error --address \"tcp://$2\" --persist \"$4\"\n",
+            cli.display()
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(script)
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
@@ -222,7 +254,7 @@ async fn run_load(
         for k in first_k..first_k + txs_per_stream {
             txs.push(match app {
                 App::Dome => dome_tx(s, k)?,
-                App::Kvstore => kvstore_tx(s, k, tx_size),
+                App::Kvstore | App::SocketKvstore => kvstore_tx(s, k, tx_size),
             });
         }
         per_stream.push(txs);
@@ -325,12 +357,16 @@ async fn main() -> anyhow::Result<()> {
     for name in &args.apps {
         let app = match name.as_str() {
             "kvstore" => App::Kvstore,
+            "socket-kvstore" => App::SocketKvstore,
             "dome" => App::Dome,
-            other => bail!("unknown app {other:?}: use kvstore or dome"),
+            other => bail!("unknown app {other:?}: use kvstore, socket-kvstore or dome"),
         };
         let dir = tempfile::Builder::new().prefix("dome-bench-").tempdir()?;
         let kind = match app {
             App::Kvstore => AppKind::Kvstore,
+            App::SocketKvstore => AppKind::Dome {
+                abci_bin: abci_cli_wrapper(dir.path(), &args)?,
+            },
             App::Dome => AppKind::Dome {
                 abci_bin: abci.clone(),
             },

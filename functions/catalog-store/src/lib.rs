@@ -1,0 +1,242 @@
+//! Storage of TM Forum catalogue entities behind one interface.
+//!
+//! Every change to an entity writes a new immutable [`EntityVersion`] and, in the same atomic
+//! write, an [`OutboxEntry`] that the replication publisher later turns into a bus event. Two
+//! writers racing on one entity: exactly one wins, the other gets [`StoreError::Conflict`].
+//! Adapters: the embedded store (this crate, [`EmbeddedStore`]) and DynamoDB
+//! (`dome-store-dynamodb`); both pass the same contract suite (module `contract`, behind the
+//! cargo feature `contract`). `docs/storage.md` describes how each adapter lays out its data.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+mod embedded;
+pub use embedded::EmbeddedStore;
+
+#[cfg(feature = "contract")]
+pub mod contract;
+
+/// Longest accepted resource name, in bytes. Bounded so that every adapter can build its keys
+/// from it (DynamoDB caps partition keys at 2048 bytes and sort keys at 1024).
+pub const MAX_RESOURCE_LEN: usize = 128;
+/// Longest accepted entity or subscription id, in bytes (see [`MAX_RESOURCE_LEN`]).
+pub const MAX_ID_LEN: usize = 512;
+
+/// Where a replicated entity came from (absent for entities created locally).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Member id of the origin marketplace.
+    pub origin: String,
+    /// Bus height of the accepted event.
+    pub height: u64,
+    pub tx_hash: String,
+    /// Hex sha256 of the canonical JSON of the version.
+    pub content_hash: String,
+}
+
+/// One immutable version of an entity. Versions of an entity are numbered 1, 2, 3... without
+/// gaps; the newest is the head. A delete writes a tombstone version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityVersion {
+    /// TMF resource name, e.g. `productOffering`.
+    pub resource: String,
+    pub id: String,
+    pub version: u64,
+    /// The full TMF representation served for this version (id, href, lastUpdate... included).
+    /// For a tombstone, the last representation before the delete.
+    pub body: serde_json::Value,
+    /// RFC 3339 UTC with a trailing `Z`.
+    pub last_update: String,
+    pub deleted: bool,
+    pub provenance: Option<Provenance>,
+}
+
+/// What a change did, as the outbox and notifications name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Create,
+    Update,
+    StateChange,
+    Delete,
+}
+
+/// A change waiting to be announced on the bus, in the order the store accepted changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Position in this store's outbox: 1, 2, 3... without gaps.
+    pub seq: u64,
+    pub resource: String,
+    pub id: String,
+    pub version: u64,
+    pub change: ChangeKind,
+}
+
+/// A hub registration (TMF630 notifications).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub callback: String,
+    /// The registration's query, e.g. `eventType=ProductOfferingCreateEvent`; may be empty.
+    pub query: Option<String>,
+}
+
+/// One page of heads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadPage {
+    pub items: Vec<EntityVersion>,
+    /// Opaque; pass back to get the next page. `None` on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// A conditional write lost: the id already exists, or the head moved on.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store refused the request as malformed (e.g. a bad cursor).
+    #[error("bad request to the store: {0}")]
+    BadRequest(String),
+    /// The backend could not be reached or failed; the request may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// The storage interface of the catalogue functions.
+///
+/// Requests that break the rules below fail with [`StoreError::BadRequest`] before anything is
+/// written: `resource` is non-empty, at most [`MAX_RESOURCE_LEN`] bytes and contains no `#`;
+/// ids are non-empty and at most [`MAX_ID_LEN`] bytes; `limit` is at least 1; a version is
+/// a tombstone (`deleted`) exactly when its change is [`ChangeKind::Delete`].
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Writes version 1 of a new entity and its outbox entry atomically; returns the outbox
+    /// seq. `Conflict` if the id exists (deleted ones included) for that resource.
+    /// `BadRequest` unless `first.version == 1`, `change == Create` and it is not a tombstone.
+    async fn create(&self, first: EntityVersion, change: ChangeKind) -> Result<u64, StoreError>;
+
+    /// Writes `next` and its outbox entry atomically if the head is still version
+    /// `next.version - 1` and is not a tombstone; `Conflict` otherwise (a concurrent change
+    /// won, the entity is unknown, or it was deleted: a delete is final). Used for updates,
+    /// state changes and deletes (tombstones). `BadRequest` if `next.version < 2` or
+    /// `change == Create`.
+    async fn append(&self, next: EntityVersion, change: ChangeKind) -> Result<u64, StoreError>;
+
+    /// The newest version (possibly a tombstone), or `None` if the id was never created.
+    async fn head(&self, resource: &str, id: &str) -> Result<Option<EntityVersion>, StoreError>;
+
+    /// One exact version.
+    async fn version(
+        &self,
+        resource: &str,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<EntityVersion>, StoreError>;
+
+    /// Heads of one resource type that are not deleted, ordered by id (byte order), `limit`
+    /// at most per page. Reads one resource type only: never a scan of the whole store. A
+    /// cursor is only valid for the resource it was issued for (`BadRequest` otherwise).
+    async fn list_heads(
+        &self,
+        resource: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<HeadPage, StoreError>;
+
+    /// Outbox entries with `seq > after`, in order, at most `limit`. An entry becomes visible
+    /// only after every entry with a lower seq, so a reader that remembers the last seq it
+    /// handled never skips one.
+    async fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Inserts or replaces the subscription with that id.
+    async fn put_subscription(&self, subscription: Subscription) -> Result<(), StoreError>;
+    /// `true` if it existed.
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError>;
+    /// Every subscription, ordered by id.
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+}
+
+/// Checks the key rules of [`CatalogStore`]; shared by the adapters so they refuse alike.
+pub fn check_key(resource: &str, id: &str) -> Result<(), StoreError> {
+    check_resource(resource)?;
+    check_id(id)
+}
+
+/// Checks a resource name against [`MAX_RESOURCE_LEN`] and the `#` rule.
+pub fn check_resource(resource: &str) -> Result<(), StoreError> {
+    if resource.is_empty() || resource.len() > MAX_RESOURCE_LEN {
+        return Err(StoreError::BadRequest(format!(
+            "resource name must be 1 to {MAX_RESOURCE_LEN} bytes"
+        )));
+    }
+    // Adapters join resource and id into one key with `#`; a `#` in the resource would make
+    // two different (resource, id) pairs map to the same key.
+    if resource.contains('#') {
+        return Err(StoreError::BadRequest(format!(
+            "resource name {resource:?} must not contain '#'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an entity or subscription id against [`MAX_ID_LEN`].
+pub fn check_id(id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(StoreError::BadRequest(format!(
+            "id must be 1 to {MAX_ID_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a page size.
+pub fn check_limit(limit: usize) -> Result<(), StoreError> {
+    if limit == 0 {
+        return Err(StoreError::BadRequest("limit must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Checks the arguments of [`CatalogStore::create`].
+pub fn check_create(first: &EntityVersion, change: ChangeKind) -> Result<(), StoreError> {
+    check_key(&first.resource, &first.id)?;
+    if first.version != 1 {
+        return Err(StoreError::BadRequest(format!(
+            "a new entity starts at version 1, not {}",
+            first.version
+        )));
+    }
+    if change != ChangeKind::Create || first.deleted {
+        return Err(StoreError::BadRequest(
+            "create takes ChangeKind::Create and a live (not deleted) version".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the arguments of [`CatalogStore::append`].
+pub fn check_append(next: &EntityVersion, change: ChangeKind) -> Result<(), StoreError> {
+    check_key(&next.resource, &next.id)?;
+    if next.version < 2 {
+        return Err(StoreError::BadRequest(format!(
+            "append writes version 2 or later, not {}",
+            next.version
+        )));
+    }
+    if change == ChangeKind::Create {
+        return Err(StoreError::BadRequest(
+            "append cannot announce a create".into(),
+        ));
+    }
+    // The outbox entry becomes a bus event; a tombstone announced as an update (or the
+    // reverse) would tell subscribers something that did not happen.
+    if next.deleted != (change == ChangeKind::Delete) {
+        return Err(StoreError::BadRequest(
+            "a version is a tombstone exactly when its change is Delete".into(),
+        ));
+    }
+    Ok(())
+}

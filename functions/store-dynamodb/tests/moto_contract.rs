@@ -1,0 +1,105 @@
+//! The contract suite against [`DynamoStore`] on a real moto server, one server and one table
+//! per test. Needs moto: `DOME_MOTO_SERVER="$(local/moto.sh | tail -n 1)"` (local/test.sh
+//! does this); without it every test here fails and says so.
+
+use dome_catalog_store::contract;
+use dome_catalog_store::{CatalogStore, ChangeKind, StoreError};
+use dome_store_dynamodb::testing::MotoServer;
+use dome_store_dynamodb::{DynamoStore, MAX_VERSION_BYTES};
+
+async fn moto() -> MotoServer {
+    match MotoServer::start().await {
+        Ok(server) => server,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn store(moto: &MotoServer, table: &str) -> DynamoStore {
+    match moto.store(table).await {
+        Ok(store) => store,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+macro_rules! contract_tests {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let moto = moto().await;
+                let store = store(&moto, concat!("dome-", stringify!($case))).await;
+                contract::$case(&store).await;
+            }
+        )*
+    };
+}
+
+contract_tests!(
+    create_then_read,
+    duplicate_create_conflicts,
+    append_versions,
+    stale_append_conflicts,
+    append_to_unknown_conflicts,
+    tombstone_is_final,
+    versions_stay_readable,
+    list_heads_pages,
+    list_heads_rejects_foreign_cursor,
+    outbox_in_order,
+    subscriptions,
+    concurrent_appends_one_wins,
+    concurrent_creates_same_id_one_wins,
+    concurrent_creates_all_succeed,
+    bad_requests_refused,
+);
+
+/// All cases on one table, as the embedded store runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_on_one_table() {
+    let moto = moto().await;
+    let store = store(&moto, "dome-run-all").await;
+    contract::run_all(&store).await;
+}
+
+/// Tables are independent stores, and creating an existing table is not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_are_separate_stores() {
+    let moto = moto().await;
+    let a = store(&moto, "dome-a").await;
+    let b = store(&moto, "dome-b").await;
+    let v1 = contract::sample("productOffering", "po-1", 1, "in a");
+    assert_eq!(a.create(v1.clone(), ChangeKind::Create).await, Ok(1));
+    assert_eq!(b.head("productOffering", "po-1").await, Ok(None));
+    assert_eq!(b.outbox_after(0, 10).await, Ok(Vec::new()));
+    a.create_table()
+        .await
+        .expect("create an existing table again");
+    assert_eq!(a.head("productOffering", "po-1").await, Ok(Some(v1)));
+}
+
+/// A version DynamoDB could not hold is refused up front, not half-written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_version_refused() {
+    let moto = moto().await;
+    let store = store(&moto, "dome-big").await;
+    let mut big = contract::sample("productOffering", "big", 1, "big");
+    big.body["description"] = "x".repeat(MAX_VERSION_BYTES).into();
+    match store.create(big, ChangeKind::Create).await {
+        Err(StoreError::BadRequest(_)) => {}
+        other => panic!("expected BadRequest, got {other:?}"),
+    }
+    assert_eq!(store.head("productOffering", "big").await, Ok(None));
+    assert_eq!(store.outbox_after(0, 10).await, Ok(Vec::new()));
+}
+
+/// A missing table is reported as the store being unavailable, not as missing data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_table_is_unavailable() {
+    let moto = moto().await;
+    let store = DynamoStore::new(moto.client(), "dome-never-created");
+    match store.head("productOffering", "x").await {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("ResourceNotFound"), "{message}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}

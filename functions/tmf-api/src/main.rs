@@ -1,0 +1,143 @@
+//! `tmf-api`: the TMF620 API as a local HTTP server or, when `AWS_LAMBDA_RUNTIME_API` is set,
+//! as a Lambda function behind a function URL. Configuration: environment variables (README).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use dome_catalog_store::{CatalogStore, EmbeddedStore};
+use dome_tmf::{ApiSpec, QueryLimits};
+use dome_tmf_api::auth::TokenVerifier;
+use dome_tmf_api::config::{default_base_url, AuthConfig, Config, LogFormat, StoreConfig};
+use dome_tmf_api::notify::{HttpTransport, InProcessNotifier, RetryPolicy};
+use dome_tmf_api::{router, AppState, StaticTokens};
+use tracing_subscriber::EnvFilter;
+
+/// Timeout of one notification POST.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    match config {
+        StoreConfig::Embedded { data_dir } => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating DOME_DATA_DIR {}", data_dir.display()))?;
+            let file = data_dir.join("catalog.redb");
+            let store = EmbeddedStore::open(&file)
+                .with_context(|| format!("opening the embedded store {}", file.display()))?;
+            tracing::info!(file = %file.display(), "embedded store");
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "dynamodb")]
+        StoreConfig::DynamoDb { table } => {
+            // Reads DOME_TABLE (already checked by Config) and the AWS SDK settings.
+            let store = dome_store_dynamodb::DynamoStore::from_env()
+                .await
+                .context("configuring the DynamoDB store")?;
+            tracing::info!(%table, "DynamoDB store");
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "dynamodb"))]
+        StoreConfig::DynamoDb { .. } => Err(anyhow!(
+            "DOME_STORE=dynamodb: this binary was built without the `dynamodb` feature"
+        )),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    init_tracing(config.log_format);
+    let api = Arc::new(ApiSpec::tmf620().context("loading the TMF620 definitions")?);
+    let store = open_store(&config.store).await?;
+    let verifier: Option<Arc<dyn TokenVerifier>> = match &config.auth {
+        AuthConfig::Tokens(tokens) => Some(Arc::new(StaticTokens::new(tokens))),
+        AuthConfig::Disabled => {
+            tracing::warn!("DOME_AUTH=none: anyone can change this catalogue");
+            None
+        }
+    };
+    let limits = QueryLimits {
+        max_limit: config.max_limit,
+        ..QueryLimits::default()
+    };
+    let transport = Arc::new(HttpTransport::new(DELIVERY_TIMEOUT).context("HTTP client")?);
+    let notifier = Arc::new(InProcessNotifier::start(
+        Arc::clone(&store),
+        transport,
+        RetryPolicy::default(),
+        limits.clone(),
+    ));
+    let mut state = AppState {
+        api,
+        store,
+        verifier,
+        notifier,
+        public_base_url: config.public_base_url.clone(),
+        max_body_bytes: config.max_body_bytes,
+        limits,
+    };
+
+    if config.lambda {
+        tracing::info!("running under the Lambda runtime");
+        return lambda_http::run(router(state))
+            .await
+            .map_err(|e| anyhow!("lambda runtime: {e}"));
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding DOME_LISTEN {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if state.public_base_url.is_none() {
+        state.public_base_url = Some(default_base_url(addr));
+    }
+    tracing::info!(%addr, base_url = state.public_base_url.as_deref().unwrap_or(""), "listening");
+    if let Some(file) = &config.addr_file {
+        std::fs::write(file, addr.to_string())
+            .with_context(|| format!("writing DOME_ADDR_FILE {}", file.display()))?;
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
