@@ -31,3 +31,13 @@ export DOME_ABCI_BIN="$CARGO_TARGET_DIR/debug/dome-abci"
 step "test"
 # Network tests each start several validators: run them one at a time on a 2-core machine.
 cargo test --workspace --locked -- --test-threads=1
+
+step "TMF620 conformance kit"
+# The official kit against the built tmf-api, once per store (DynamoDB: on a moto server).
+for store in embedded dynamodb; do
+    DOME_TMF_API_BIN="$CARGO_TARGET_DIR/debug/tmf-api" local/ctk.sh --store "$store"
+done
+
+step "TMF620 generated-input test"
+# schemathesis against the official TMF620 swagger (local/schemathesis.sh lists its exclusions).
+DOME_TMF_API_BIN="$CARGO_TARGET_DIR/debug/tmf-api" local/schemathesis.sh

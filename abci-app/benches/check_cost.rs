@@ -7,9 +7,7 @@
 use std::time::Instant;
 
 use dome_abci::state::{BusState, Pending, PlainVerifier, SignatureCheck, View};
-use dome_events::{
-    test_keys, Action, Audience, CatalogueEvent, ContentHash, EntityRef, PublicKey, Transaction,
-};
+use dome_events::{test_keys, PublicKey, Transaction};
 
 const ORIGINS: u32 = 4;
 const TXS_PER_BATCH: u64 = 2_000;
@@ -21,23 +19,7 @@ fn transactions() -> Vec<Vec<u8>> {
         let origin = ((seq - 1) % ORIGINS as u64) as u32;
         let origin_seq = (seq - 1) / ORIGINS as u64 + 1;
         let id = format!("offering-{seq}");
-        let event = CatalogueEvent {
-            origin: test_keys::member_id(origin),
-            origin_seq,
-            entity: EntityRef {
-                entity_type: "productOffering".into(),
-                id: id.clone(),
-                version: 1,
-            },
-            action: Action::Create,
-            content_hash: Some(ContentHash::of_bytes(id.as_bytes())),
-            previous_hash: None,
-            location: format!(
-                "http://127.0.0.1:18080/tmf-api/productCatalogManagement/v4/productOffering/{id}/version/1"
-            ),
-            audience: Audience::All,
-            issued_at: "2026-11-29T12:00:00.000Z".into(),
-        };
+        let event = test_keys::sample_create(origin, origin_seq, &id);
         let tx = Transaction::signed_event(event, &test_keys::member_keypair(origin))
             .and_then(|t| t.encode());
         match tx {

@@ -31,3 +31,26 @@ pub fn member_info(index: u32) -> MemberInfo {
         base_url: format!("http://127.0.0.1:{}", 18080 + index),
     }
 }
+
+/// A valid create event of a product offering by test member `origin`: the shape benchmarks
+/// and load generators publish by the thousand.
+pub fn sample_create(origin: u32, origin_seq: u64, id: &str) -> crate::CatalogueEvent {
+    crate::CatalogueEvent {
+        origin: member_id(origin),
+        origin_seq,
+        entity: crate::EntityRef {
+            entity_type: "productOffering".into(),
+            id: id.to_owned(),
+            version: 1,
+        },
+        action: crate::Action::Create,
+        content_hash: Some(crate::ContentHash::of_bytes(id.as_bytes())),
+        previous_hash: None,
+        location: format!(
+            "http://127.0.0.1:{}/tmf-api/productCatalogManagement/v4/productOffering/{id}/version/1",
+            18080 + origin
+        ),
+        audience: crate::Audience::All,
+        issued_at: "2026-11-29T12:00:00.000Z".into(),
+    }
+}

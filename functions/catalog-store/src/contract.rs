@@ -12,7 +12,10 @@ use std::collections::BTreeSet;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::{CatalogStore, ChangeKind, EntityVersion, OutboxEntry, StoreError, Subscription};
+use crate::{
+    CatalogStore, ChangeKind, EntityVersion, OutboxEntry, StoreError, Subscription,
+    MAX_VERSION_BYTES,
+};
 
 /// Runs every case in turn on `store`, which should start empty.
 pub async fn run_all(store: &dyn CatalogStore) {
@@ -31,6 +34,7 @@ pub async fn run_all(store: &dyn CatalogStore) {
     concurrent_creates_same_id_one_wins(store).await;
     concurrent_creates_all_succeed(store).await;
     bad_requests_refused(store).await;
+    oversized_version_refused(store).await;
 }
 
 /// A version with a recognisable body: `tag` tells writers of the same version apart.
@@ -748,4 +752,55 @@ pub async fn bad_requests_refused(store: &dyn CatalogStore) {
     expect_bad_request(store.outbox_after(0, 0).await, "outbox limit 0");
     assert_eq!(ok(store.head("contractBad", "b1").await, "head"), None);
     assert_eq!(whole_outbox(store).await, outbox);
+}
+
+/// `v` with its description padded so that its JSON is exactly `bytes` long.
+fn sized(mut v: EntityVersion, bytes: usize) -> EntityVersion {
+    v.body["description"] = "".into();
+    let bare = serde_json::to_vec(&v).map_or(0, |json| json.len());
+    assert!(bare <= bytes, "a sample version is already {bare} bytes");
+    v.body["description"] = "x".repeat(bytes - bare).into();
+    assert_eq!(serde_json::to_vec(&v).map_or(0, |json| json.len()), bytes);
+    v
+}
+
+/// A version whose JSON is over [`MAX_VERSION_BYTES`] is refused by `create` and `append`
+/// alike, before anything is written, by every adapter (not only by those that could not
+/// hold it); one of exactly that size is kept whole.
+pub async fn oversized_version_refused(store: &dyn CatalogStore) {
+    let before = last_seq(store).await;
+    let over = sized(sample("contractSize", "s1", 1, "v1"), MAX_VERSION_BYTES + 1);
+    expect_bad_request(
+        store.create(over, ChangeKind::Create).await,
+        "create a version over the size limit",
+    );
+    assert_eq!(ok(store.head("contractSize", "s1").await, "head"), None);
+    assert_eq!(last_seq(store).await, before);
+
+    let v1 = sized(sample("contractSize", "s1", 1, "v1"), MAX_VERSION_BYTES);
+    let seq = ok(
+        store.create(v1.clone(), ChangeKind::Create).await,
+        "create a version of exactly the size limit",
+    );
+    assert_eq!(seq, before + 1);
+    assert_eq!(
+        ok(store.head("contractSize", "s1").await, "head"),
+        Some(v1.clone())
+    );
+
+    let over = sized(sample("contractSize", "s1", 2, "v2"), MAX_VERSION_BYTES + 1);
+    expect_bad_request(
+        store.append(over, ChangeKind::Update).await,
+        "append a version over the size limit",
+    );
+    assert_eq!(
+        ok(store.head("contractSize", "s1").await, "head"),
+        Some(v1.clone())
+    );
+    assert_eq!(
+        list_all(store, "contractSize", 10).await,
+        vec![v1],
+        "listing after a refused append"
+    );
+    assert_eq!(last_seq(store).await, before + 1);
 }

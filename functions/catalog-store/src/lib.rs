@@ -21,6 +21,12 @@ pub mod contract;
 pub const MAX_RESOURCE_LEN: usize = 128;
 /// Longest accepted entity or subscription id, in bytes (see [`MAX_RESOURCE_LEN`]).
 pub const MAX_ID_LEN: usize = 512;
+/// Largest accepted entity version: the length of its JSON (`serde_json` of the
+/// [`EntityVersion`]), in bytes. Bounded by what every adapter can hold (DynamoDB refuses items
+/// over 400 KB; this leaves room for its keys and attribute names), and enforced by all of
+/// them alike: a version one marketplace's store accepts must fit every other member's store
+/// when it is replicated.
+pub const MAX_VERSION_BYTES: usize = 350 * 1024;
 
 /// Where a replicated entity came from (absent for entities created locally).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +116,8 @@ pub enum StoreError {
 /// Requests that break the rules below fail with [`StoreError::BadRequest`] before anything is
 /// written: `resource` is non-empty, at most [`MAX_RESOURCE_LEN`] bytes and contains no `#`;
 /// ids are non-empty and at most [`MAX_ID_LEN`] bytes; `limit` is at least 1; a version is
-/// a tombstone (`deleted`) exactly when its change is [`ChangeKind::Delete`].
+/// a tombstone (`deleted`) exactly when its change is [`ChangeKind::Delete`]; a version's JSON
+/// is at most [`MAX_VERSION_BYTES`] long.
 #[async_trait]
 pub trait CatalogStore: Send + Sync + 'static {
     /// Writes version 1 of a new entity and its outbox entry atomically; returns the outbox
@@ -200,6 +207,31 @@ pub fn check_limit(limit: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks that the JSON of `version` is at most [`MAX_VERSION_BYTES`] long.
+pub fn check_size(version: &EntityVersion) -> Result<(), StoreError> {
+    /// Counts what is written, so that measuring needs no buffer.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(bytes.len());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, version)
+        .map_err(|e| StoreError::BadRequest(format!("version not serialisable: {e}")))?;
+    if counter.0 > MAX_VERSION_BYTES {
+        return Err(StoreError::BadRequest(format!(
+            "version is {} bytes serialised, over the {MAX_VERSION_BYTES} byte limit",
+            counter.0
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the arguments of [`CatalogStore::create`].
 pub fn check_create(first: &EntityVersion, change: ChangeKind) -> Result<(), StoreError> {
     check_key(&first.resource, &first.id)?;
@@ -214,7 +246,7 @@ pub fn check_create(first: &EntityVersion, change: ChangeKind) -> Result<(), Sto
             "create takes ChangeKind::Create and a live (not deleted) version".into(),
         ));
     }
-    Ok(())
+    check_size(first)
 }
 
 /// Checks the arguments of [`CatalogStore::append`].
@@ -238,5 +270,5 @@ pub fn check_append(next: &EntityVersion, change: ChangeKind) -> Result<(), Stor
             "a version is a tombstone exactly when its change is Delete".into(),
         ));
     }
-    Ok(())
+    check_size(next)
 }

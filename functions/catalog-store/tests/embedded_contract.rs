@@ -38,6 +38,7 @@ contract_tests!(
     concurrent_creates_same_id_one_wins,
     concurrent_creates_all_succeed,
     bad_requests_refused,
+    oversized_version_refused,
 );
 
 /// All cases on one store, as an adapter that can afford only one store would run them.

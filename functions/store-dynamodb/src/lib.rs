@@ -40,10 +40,11 @@ pub mod testing;
 /// Environment variable naming the table.
 pub const TABLE_ENV: &str = "DOME_TABLE";
 
-/// Largest accepted serialised entity version. DynamoDB refuses items over 400 KB; this leaves
+/// Largest accepted serialised entity version, a rule of the interface that every adapter
+/// enforces (`check_create`/`check_append`). DynamoDB refuses items over 400 KB; this leaves
 /// room for the keys and attribute names, and keeps a transaction (which holds the version
 /// twice, as version and as listing item) far below the 4 MB transaction limit.
-pub const MAX_VERSION_BYTES: usize = 350 * 1024;
+pub use dome_catalog_store::MAX_VERSION_BYTES;
 
 /// How many times a write is tried when it loses only the race for the outbox counter (or
 /// hits a transaction conflict). Each round at least one contending writer succeeds, so this
@@ -199,14 +200,9 @@ impl DynamoStore {
         change: ChangeKind,
         create: bool,
     ) -> Result<u64, StoreError> {
+        // Its size was checked (MAX_VERSION_BYTES) with the other arguments.
         let body = serde_json::to_string(&version)
             .map_err(|e| StoreError::BadRequest(format!("version not serialisable: {e}")))?;
-        if body.len() > MAX_VERSION_BYTES {
-            return Err(StoreError::BadRequest(format!(
-                "version is {} bytes serialised, over the {MAX_VERSION_BYTES} byte limit",
-                body.len()
-            )));
-        }
         let mut backoff = Duration::from_millis(2);
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let last = self.outbox_counter().await?;

@@ -5,7 +5,7 @@
 use dome_catalog_store::contract;
 use dome_catalog_store::{CatalogStore, ChangeKind, StoreError};
 use dome_store_dynamodb::testing::MotoServer;
-use dome_store_dynamodb::{DynamoStore, MAX_VERSION_BYTES};
+use dome_store_dynamodb::DynamoStore;
 
 async fn moto() -> MotoServer {
     match MotoServer::start().await {
@@ -50,6 +50,7 @@ contract_tests!(
     concurrent_creates_same_id_one_wins,
     concurrent_creates_all_succeed,
     bad_requests_refused,
+    oversized_version_refused,
 );
 
 /// All cases on one table, as the embedded store runs them.
@@ -74,21 +75,6 @@ async fn tables_are_separate_stores() {
         .await
         .expect("create an existing table again");
     assert_eq!(a.head("productOffering", "po-1").await, Ok(Some(v1)));
-}
-
-/// A version DynamoDB could not hold is refused up front, not half-written.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_version_refused() {
-    let moto = moto().await;
-    let store = store(&moto, "dome-big").await;
-    let mut big = contract::sample("productOffering", "big", 1, "big");
-    big.body["description"] = "x".repeat(MAX_VERSION_BYTES).into();
-    match store.create(big, ChangeKind::Create).await {
-        Err(StoreError::BadRequest(_)) => {}
-        other => panic!("expected BadRequest, got {other:?}"),
-    }
-    assert_eq!(store.head("productOffering", "big").await, Ok(None));
-    assert_eq!(store.outbox_after(0, 10).await, Ok(Vec::new()));
 }
 
 /// A missing table is reported as the store being unavailable, not as missing data.

@@ -39,19 +39,46 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 /// POSTs JSON over HTTP(S); redirects are not followed.
+///
+/// The HTTP client is built at the first delivery, not at start-up: building it loads the
+/// system's root certificates (tens of milliseconds), which most processes (a Lambda
+/// invocation, a catalogue without listeners) never need.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
-    client: reqwest::Client,
+    timeout: Duration,
+    client: Arc<tokio::sync::OnceCell<reqwest::Client>>,
 }
 
 impl HttpTransport {
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("dome-tmf-api/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client })
+        Ok(Self {
+            timeout,
+            client: Arc::new(tokio::sync::OnceCell::new()),
+        })
+    }
+
+    async fn client(&self) -> Result<&reqwest::Client, DeliveryFailure> {
+        let timeout = self.timeout;
+        self.client
+            .get_or_try_init(|| async move {
+                // Reads certificate files: off the runtime's worker threads.
+                tokio::task::spawn_blocking(move || {
+                    reqwest::Client::builder()
+                        .timeout(timeout)
+                        .redirect(reqwest::redirect::Policy::none())
+                        .user_agent(concat!("dome-tmf-api/", env!("CARGO_PKG_VERSION")))
+                        .build()
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|built| built)
+                .map_err(|e| DeliveryFailure {
+                    retryable: true,
+                    reason: format!("HTTP client: {e}"),
+                })
+            })
+            .await
     }
 }
 
@@ -63,7 +90,8 @@ impl Transport for HttpTransport {
             reason: format!("event not serialisable: {e}"),
         })?;
         let response = self
-            .client
+            .client()
+            .await?
             .post(callback)
             .header("content-type", "application/json")
             .body(body)

@@ -555,7 +555,8 @@ fn is_authority(authority: &str) -> bool {
         Some((userinfo, host_port)) => (Some(userinfo), host_port),
         None => (None, authority),
     };
-    if userinfo.is_some_and(|u| !uri_chars_ok(u, |b| is_unreserved(b) || is_sub_delim(b) || b == b':'))
+    if userinfo
+        .is_some_and(|u| !uri_chars_ok(u, |b| is_unreserved(b) || is_sub_delim(b) || b == b':'))
     {
         return false;
     }
@@ -666,7 +667,9 @@ mod tests {
             problems(json!({"name": "x", "count": 2.0}), Mode::Full),
             ["count: must be an integer (no fraction or exponent, 64-bit range)"]
         );
-        let huge: Value = serde_json::from_str(r#"{"name": "x", "count": 144437103484003436887046881280}"#).unwrap();
+        let huge: Value =
+            serde_json::from_str(r#"{"name": "x", "count": 144437103484003436887046881280}"#)
+                .unwrap();
         assert_eq!(
             problems(huge, Mode::Full),
             ["count: must be an integer (no fraction or exponent, 64-bit range)"]
@@ -723,10 +726,25 @@ mod tests {
             assert!(is_uri(good), "{good:?} should be a URI");
         }
         for bad in [
-            "", "p", "/a/b", "//host/x", "has space:x", "1http://x", "https://exa mple.com",
-            "https://example.com/é", "https://x/%zz", "https://x/%4", "http://[::1/x",
-            "http://[zz]/", "http://h:8o/", "http://a b@h/", "https://x/a\\b", "https://x/<b>",
-            "https://x/?q=\"\"", "https://x/#a#b", "http://[::1]x/",
+            "",
+            "p",
+            "/a/b",
+            "//host/x",
+            "has space:x",
+            "1http://x",
+            "https://exa mple.com",
+            "https://example.com/é",
+            "https://x/%zz",
+            "https://x/%4",
+            "http://[::1/x",
+            "http://[zz]/",
+            "http://h:8o/",
+            "http://a b@h/",
+            "https://x/a\\b",
+            "https://x/<b>",
+            "https://x/?q=\"\"",
+            "https://x/#a#b",
+            "http://[::1]x/",
         ] {
             assert!(!is_uri(bad), "{bad:?} should not be a URI");
         }

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use dome_bus_client::{BlockSource, BusClient, SubmitError};
-use dome_events::{
-    test_keys, Action, Audience, CatalogueEvent, ContentHash, EntityRef, Transaction, TxCode,
-};
+use dome_events::{test_keys, Transaction, TxCode};
 use dome_localnet::{AppKind, LocalNet, NetConfig};
 
 #[derive(Parser, Clone)]
@@ -88,23 +86,7 @@ struct Ledger {
 
 fn dome_tx(stream: usize, k: usize) -> anyhow::Result<Vec<u8>> {
     let id = format!("offering-{stream}-{k}");
-    let event = CatalogueEvent {
-        origin: test_keys::member_id(stream as u32),
-        origin_seq: k as u64 + 1,
-        entity: EntityRef {
-            entity_type: "productOffering".into(),
-            id: id.clone(),
-            version: 1,
-        },
-        action: Action::Create,
-        content_hash: Some(ContentHash::of_bytes(id.as_bytes())),
-        previous_hash: None,
-        location: format!(
-            "http://127.0.0.1:18080/tmf-api/productCatalogManagement/v4/productOffering/{id}/version/1"
-        ),
-        audience: Audience::All,
-        issued_at: "2026-11-29T12:00:00.000Z".into(),
-    };
+    let event = test_keys::sample_create(stream as u32, k as u64 + 1, &id);
     Ok(Transaction::signed_event(event, &test_keys::member_keypair(stream as u32))?.encode()?)
 }
 
