@@ -13,7 +13,7 @@
 #    ($DOME_TMF_DIR overrides the folder): every phase (examples, coverage, fuzzing, stateful),
 #    positive and negative inputs, a fixed seed, at most $DOME_SCHEMATHESIS_MAX_EXAMPLES (50)
 #    examples per operation and phase, the whole run bounded by $DOME_SCHEMATHESIS_TIMEOUT
-#    seconds (600; about 2 minutes are needed on 2 cores). $DOME_SCHEMATHESIS_SEED (620)
+#    seconds (600; about 2.5 minutes are needed on 2 cores). $DOME_SCHEMATHESIS_SEED (620)
 #    changes the seed; $DOME_SCHEMATHESIS_REPORT_DIR keeps the NDJSON and JUnit reports.
 # The server is always stopped and the temporary directory removed, whatever happens.
 # Exit status: 0 when every check passed on every generated case and the server survived.

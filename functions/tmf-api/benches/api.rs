@@ -1,26 +1,29 @@
 //! Benchmark of the TMF620 API (not a test): `cargo bench -p dome-tmf-api --bench api`.
 //!
 //! In one run, on 127.0.0.1:
-//! 1. starts the release `tmf-api` (built by cargo for this bench) with the embedded store in a
-//!    temporary directory and seeds it with `DOME_BENCH_ENTITIES` (1,000) product offerings
-//!    over HTTP (a quarter of them `Active`);
+//! 1. starts the release `tmf-api` (built by cargo for this bench, default features) with the
+//!    embedded store in a temporary directory and seeds it with `DOME_BENCH_ENTITIES` (1,000)
+//!    product offerings over HTTP (a quarter of them `Active`);
 //! 2. starts the floor: this same executable re-run as a minimal axum server (same HTTP stack,
-//!    same tokio runtime defaults as tmf-api) answering every GET with a fixed JSON body as
-//!    long as tmf-api's answer to a GET by id;
+//!    same tokio runtime defaults as tmf-api, its own process) answering every GET with a
+//!    fixed JSON body as long as tmf-api's answer to a GET by id;
 //! 3. drives each with the same load generator: `DOME_BENCH_CONNECTIONS` (32) keep-alive
 //!    HTTP/1.1 connections, each sending its next request when the previous answer is read,
 //!    for `DOME_BENCH_SECONDS` (5) after `DOME_BENCH_WARMUP_SECONDS` (1) of warm-up, on a
 //!    single-threaded tokio runtime (a minimal client written for this, so that the client
-//!    takes as little of the 2 cores as possible); scenarios: the floor, GET by id, a
+//!    takes as little of the 2 cores as possible). Scenarios: the floor and GET by id
+//!    (alternating, `DOME_BENCH_ROUNDS` (3) rounds each, the median round reported), a
 //!    filtered list (`?lifecycleStatus=Active&limit=20`), PATCH, POST (writes with a bearer
 //!    token and valid bodies); requests/s, p50 and p99 latency, answers with an unexpected
-//!    status;
-//! 4. reads tmf-api's peak resident memory (`VmHWM`) after the load;
-//! 5. measures the start-up time: `DOME_BENCH_STARTS` (20) starts of tmf-api on the seeded
-//!    data directory, from spawning the process to the first answered GET by id (median);
-//! 6. reports the size of the tmf-api executable, as built and stripped (`strip`).
+//!    status, the server's `VmHWM` after each;
+//! 4. measures the start-up time: `DOME_BENCH_STARTS` (20) starts of tmf-api on the seeded
+//!    data directory (each stopped with SIGTERM), from spawning the process to the first
+//!    answered GET by id (median);
+//! 5. reports the size of the tmf-api executable, as built and stripped (`strip`).
 //!
-//! The results go to stdout as Markdown (docs/benchmarks.md, "TMF620 API").
+//! The results go to stdout as Markdown (docs/benchmarks.md, "TMF620 API"); progress to
+//! stderr. `DOME_BENCH_SCENARIOS=floor,get,list,patch,post,starts` runs a subset (profiling);
+//! `DOME_BLOCKING_THREADS`, `DOME_HEAD_CACHE` and `MIMALLOC_*` are passed to tmf-api.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -45,6 +48,8 @@ struct Settings {
     warmup: Duration,
     entities: usize,
     starts: usize,
+    /// Alternating rounds of the floor and GET by id (`DOME_BENCH_ROUNDS`, 3).
+    rounds: usize,
     /// `DOME_BENCH_SCENARIOS`: a comma-separated subset of floor,get,list,patch,post,starts
     /// (for profiling one of them); all when unset.
     scenarios: Option<Vec<String>>,
@@ -70,6 +75,7 @@ impl Settings {
             warmup: Duration::from_secs(env_number("DOME_BENCH_WARMUP_SECONDS", 1)?),
             entities: env_number("DOME_BENCH_ENTITIES", 1000)? as usize,
             starts: env_number("DOME_BENCH_STARTS", 20)? as usize,
+            rounds: env_number("DOME_BENCH_ROUNDS", 3)? as usize,
             scenarios: std::env::var("DOME_BENCH_SCENARIOS")
                 .ok()
                 .map(|list| list.split(',').map(|s| s.trim().to_string()).collect()),
@@ -151,6 +157,14 @@ fn tmf_api_command(data_dir: &Path, listen: &str) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    // Server tuning under test (README of tmf-api), passed through when set.
+    for (name, value) in std::env::vars() {
+        if matches!(name.as_str(), "DOME_BLOCKING_THREADS" | "DOME_HEAD_CACHE")
+            || name.starts_with("MIMALLOC_")
+        {
+            command.env(name, value);
+        }
+    }
     command
 }
 
@@ -536,6 +550,19 @@ fn start_times(data_dir: &Path, path: &str, starts: usize) -> anyhow::Result<Vec
     Ok(times)
 }
 
+/// The run with the median rate, and every run's rate (in run order) for the report.
+fn median_run(runs: Vec<Stats>) -> (Stats, String) {
+    let all = runs
+        .iter()
+        .map(|r| format!("{:.0}", r.rate()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut runs = runs;
+    runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let middle = runs.len() / 2;
+    (runs.swap_remove(middle), all)
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -612,40 +639,61 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let connections = settings.connections;
     let mut rows: Vec<Row> = Vec::new();
 
-    if settings.wants("floor") {
-        let (floor, floor_addr) = start_floor(body_bytes, work.path())?;
-        eprintln!("tmf-bench: floor (pid {})", floor.pid());
-        let floor_request = get_request(floor_addr, "/floor");
-        let stats = scenario(
-            &settings,
-            floor_addr,
-            200,
-            std::rc::Rc::new(move |_, _| floor_request.clone()),
-        )
-        .await?;
-        rows.push(Row {
-            name: format!("floor: fixed {body_bytes}-byte JSON body (axum, own process)"),
-            stats,
-            hwm_kib: peak_rss_kib(floor.pid())?,
-        });
-        floor.stop()?;
+    // The floor and GET by id alternate, `rounds` times each, and each reports its median
+    // round: the ratio of the two should not depend on what else the machine did meanwhile.
+    let floor = if settings.wants("floor") {
+        let (process, addr) = start_floor(body_bytes, work.path())?;
+        eprintln!("tmf-bench: floor pid {}", process.pid());
+        Some((process, addr))
+    } else {
+        None
+    };
+    let mut floor_runs = Vec::new();
+    let mut get_runs = Vec::new();
+    for round in 1..=settings.rounds {
+        if let Some((_, floor_addr)) = &floor {
+            eprintln!("tmf-bench: floor, round {round}");
+            let floor_request = get_request(*floor_addr, "/floor");
+            let stats = scenario(
+                &settings,
+                *floor_addr,
+                200,
+                std::rc::Rc::new(move |_, _| floor_request.clone()),
+            )
+            .await?;
+            floor_runs.push(stats);
+        }
+        if settings.wants("get") {
+            eprintln!("tmf-bench: GET by id, round {round}");
+            let get_ids = std::rc::Rc::clone(&ids);
+            let stats = scenario(
+                &settings,
+                api,
+                200,
+                std::rc::Rc::new(move |c, n| {
+                    let id = &get_ids[(c + n * connections) % get_ids.len()];
+                    get_request(api, &format!("{BASE}/productOffering/{id}"))
+                }),
+            )
+            .await?;
+            get_runs.push(stats);
+        }
     }
-
-    if settings.wants("get") {
-        eprintln!("tmf-bench: GET by id");
-        let get_ids = std::rc::Rc::clone(&ids);
-        let stats = scenario(
-            &settings,
-            api,
-            200,
-            std::rc::Rc::new(move |c, n| {
-                let id = &get_ids[(c + n * connections) % get_ids.len()];
-                get_request(api, &format!("{BASE}/productOffering/{id}"))
-            }),
-        )
-        .await?;
+    if let Some((process, _)) = floor {
+        let (stats, all) = median_run(floor_runs);
         rows.push(Row {
-            name: format!("GET /productOffering/{{id}} ({body_bytes}-byte answer)"),
+            name: format!(
+                "floor: fixed {body_bytes}-byte JSON body (axum, own process); rounds: {all}"
+            ),
+            stats,
+            hwm_kib: peak_rss_kib(process.pid())?,
+        });
+        process.stop()?;
+    }
+    if !get_runs.is_empty() {
+        let (stats, all) = median_run(get_runs);
+        rows.push(Row {
+            name: format!("GET /productOffering/{{id}} ({body_bytes}-byte answer); rounds: {all}"),
             stats,
             hwm_kib: peak_rss_kib(server.pid())?,
         });
@@ -743,11 +791,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     // --- report ---
     println!("Machine: {cores} cores (`nproc`), {}.", cpu_model());
     println!(
-        "Load: {} keep-alive connections, {} s per scenario after {} s of warm-up; {} seeded \
-         product offerings.",
+        "Load: {} keep-alive connections, {} s per scenario after {} s of warm-up (floor and GET \
+         by id: {} alternating rounds, median round shown); {} seeded product offerings.",
         settings.connections,
         settings.duration.as_secs(),
         settings.warmup.as_secs(),
+        settings.rounds,
         settings.entities
     );
     println!();

@@ -45,8 +45,9 @@ use crate::notify::NotificationSink;
 
 /// The media type of every JSON answer.
 pub const JSON_UTF8: &str = "application/json;charset=utf-8";
-/// Heads read per store call while listing.
-const LIST_PAGE: usize = 500;
+/// Heads read per store call while listing. Non-matching heads are dropped after each page,
+/// so this bounds what one list holds in memory besides its answer.
+const LIST_PAGE: usize = 200;
 /// Longest id looked up (the store refuses longer ones; nothing longer can exist).
 const MAX_ID_LEN: usize = dome_catalog_store::MAX_ID_LEN;
 
@@ -190,11 +191,13 @@ pub fn router(state: AppState) -> Router {
 
 async fn log_requests(request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // A clone of the URI shares its bytes: no copy of the path per request.
+    let uri = request.uri().clone();
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let path = uri.path();
     // 501 (importJob, exportJob) is an expected answer, not a fault.
     if status >= 500 && status != 501 {
         tracing::error!(%method, path, status, elapsed_ms, "request");
@@ -489,9 +492,14 @@ async fn create(
     Ok(response)
 }
 
-/// Every live head of `resource`, ordered by id.
-async fn all_heads(state: &AppState, resource: &ResourceDescriptor) -> Result<Vec<Value>, Failure> {
-    let mut items = Vec::new();
+/// Answers `query` over every live head of `resource`, read page by page in id order; only
+/// the items the answer can contain are kept between pages. Returns the page and the total.
+async fn query_heads(
+    state: &AppState,
+    resource: &ResourceDescriptor,
+    query: &Query,
+) -> Result<(Vec<Value>, usize), Failure> {
+    let mut collector = query.collector();
     let mut cursor = None;
     loop {
         let page = state
@@ -499,15 +507,14 @@ async fn all_heads(state: &AppState, resource: &ResourceDescriptor) -> Result<Ve
             .list_heads(resource.name, cursor, LIST_PAGE)
             .await
             .map_err(store_failure)?;
-        items.extend(
-            page.items
-                .into_iter()
-                .filter(|v| !v.deleted)
-                .map(|v| v.body),
-        );
+        for head in page.items {
+            if !head.deleted {
+                collector.push(head.body);
+            }
+        }
         match page.next {
             Some(next) => cursor = Some(next),
-            None => return Ok(items),
+            None => return Ok(collector.finish()),
         }
     }
 }
@@ -520,8 +527,7 @@ async fn list(
     let Path(segment) = path.map_err(path_failure)?;
     let resource = descriptor(&state, &segment)?;
     let query = Query::parse(raw.as_deref().unwrap_or(""), &state.limits)?;
-    let items = all_heads(&state, resource).await?;
-    let (page, total) = query.apply(items);
+    let (page, total) = query_heads(&state, resource, &query).await?;
     let status = if page.len() == total {
         StatusCode::OK
     } else {
@@ -544,6 +550,9 @@ async fn retrieve(
     let resource = descriptor(&state, &segment)?;
     let query = Query::parse_selection(raw.as_deref().unwrap_or(""), &state.limits)?;
     let head = live_head(&state, resource, &id).await?;
+    if query.fields.is_none() {
+        return entity_response(StatusCode::OK, &head.body, head.version);
+    }
     entity_response(StatusCode::OK, &query.project(&head.body), head.version)
 }
 
@@ -573,6 +582,9 @@ async fn retrieve_version(
         .await
         .map_err(store_failure)?;
     match found {
+        Some(v) if !v.deleted && query.fields.is_none() => {
+            entity_response(StatusCode::OK, &v.body, v.version)
+        }
         Some(v) if !v.deleted => {
             entity_response(StatusCode::OK, &query.project(&v.body), v.version)
         }

@@ -9,6 +9,16 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default and maximum page size of collection reads.
 pub const DEFAULT_MAX_LIMIT: usize = 1000;
+/// Default number of entity heads the embedded store's cache keeps (`DOME_HEAD_CACHE`).
+pub const DEFAULT_HEAD_CACHE: usize = 4096;
+/// Default cap on tokio's blocking threads (`DOME_BLOCKING_THREADS`), which run the embedded
+/// store's reads and commits: the number of cores, at least 2. That work is CPU-bound reads
+/// and commits that redb runs one at a time, so more threads add memory (every thread keeps
+/// allocator memory of its own), not throughput; tokio's own default (512) let a burst of
+/// requests start dozens (docs/benchmarks.md).
+pub fn default_blocking_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
@@ -50,6 +60,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_limit: usize,
     pub log_format: LogFormat,
+    /// Heads kept in memory in front of the embedded store (`DOME_HEAD_CACHE`; 0: none).
+    /// Not used with DynamoDB, which other processes write too.
+    pub head_cache: usize,
+    /// Most threads tokio's blocking pool may start (`DOME_BLOCKING_THREADS`).
+    pub blocking_threads: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,6 +163,16 @@ impl Config {
         };
         let max_body_bytes = count("DOME_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
         let max_limit = count("DOME_MAX_LIMIT", DEFAULT_MAX_LIMIT)?;
+        let blocking_threads = count("DOME_BLOCKING_THREADS", default_blocking_threads())?;
+        let head_cache = match get("DOME_HEAD_CACHE") {
+            None => DEFAULT_HEAD_CACHE,
+            Some(v) => v.trim().parse::<usize>().map_err(|_| {
+                err(
+                    "DOME_HEAD_CACHE",
+                    format!("{v:?} is not a number of entries (0 turns the cache off)"),
+                )
+            })?,
+        };
 
         let log_format = match get("DOME_LOG_FORMAT").as_deref().map(str::trim) {
             None if lambda => LogFormat::Json,
@@ -172,6 +197,8 @@ impl Config {
             max_body_bytes,
             max_limit,
             log_format,
+            head_cache,
+            blocking_threads,
         })
     }
 }
@@ -242,6 +269,16 @@ mod tests {
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(c.max_limit, DEFAULT_MAX_LIMIT);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.head_cache, DEFAULT_HEAD_CACHE);
+        assert_eq!(c.blocking_threads, default_blocking_threads());
+        assert!(c.blocking_threads >= 2);
+        let tuned = config(&[
+            ("DOME_AUTH", "none"),
+            ("DOME_HEAD_CACHE", "0"),
+            ("DOME_BLOCKING_THREADS", "3"),
+        ])
+        .unwrap();
+        assert_eq!((tuned.head_cache, tuned.blocking_threads), (0, 3));
         let any = config(&[
             ("DOME_AUTH", "none"),
             ("DOME_LISTEN", "0.0.0.0:9000"),
@@ -311,6 +348,14 @@ mod tests {
             (
                 vec![("DOME_AUTH", "none"), ("DOME_LOG_FORMAT", "xml")],
                 "DOME_LOG_FORMAT",
+            ),
+            (
+                vec![("DOME_AUTH", "none"), ("DOME_HEAD_CACHE", "-1")],
+                "DOME_HEAD_CACHE",
+            ),
+            (
+                vec![("DOME_AUTH", "none"), ("DOME_BLOCKING_THREADS", "0")],
+                "DOME_BLOCKING_THREADS",
             ),
             (
                 vec![("DOME_AUTH", "none"), ("DOME_PUBLIC_BASE_URL", "ftp://x")],

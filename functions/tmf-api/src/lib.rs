@@ -7,10 +7,12 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod notify;
 
 pub use app::{router, AppState};
 pub use auth::{StaticTokens, TokenVerifier};
+pub use cache::HeadCache;
 pub use config::Config;
 pub use notify::{InProcessNotifier, NotificationSink};

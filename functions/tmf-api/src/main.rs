@@ -10,8 +10,13 @@ use dome_tmf::{ApiSpec, QueryLimits};
 use dome_tmf_api::auth::TokenVerifier;
 use dome_tmf_api::config::{default_base_url, AuthConfig, Config, LogFormat, StoreConfig};
 use dome_tmf_api::notify::{HttpTransport, InProcessNotifier, RetryPolicy};
-use dome_tmf_api::{router, AppState, StaticTokens};
+use dome_tmf_api::{router, AppState, HeadCache, StaticTokens};
 use tracing_subscriber::EnvFilter;
+
+/// mimalloc instead of glibc malloc: cheaper allocation on the request path (GET by id about
+/// 25% faster in docs/benchmarks.md). See `disable_transparent_huge_pages` for its memory.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Timeout of one notification POST.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,16 +32,20 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn CatalogStore>> {
-    match config {
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    match &config.store {
         StoreConfig::Embedded { data_dir } => {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("creating DOME_DATA_DIR {}", data_dir.display()))?;
             let file = data_dir.join("catalog.redb");
             let store = EmbeddedStore::open(&file)
                 .with_context(|| format!("opening the embedded store {}", file.display()))?;
-            tracing::info!(file = %file.display(), "embedded store");
-            Ok(Arc::new(store))
+            tracing::info!(file = %file.display(), head_cache = config.head_cache, "embedded store");
+            if config.head_cache == 0 {
+                return Ok(Arc::new(store));
+            }
+            // This process alone can write the file (redb locks it): heads can be cached.
+            Ok(Arc::new(HeadCache::new(Arc::new(store), config.head_cache)))
         }
         #[cfg(feature = "dynamodb")]
         StoreConfig::DynamoDb { table } => {
@@ -54,12 +63,22 @@ async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn CatalogStore
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    disable_transparent_huge_pages();
     let config = Config::from_env()?;
     init_tracing(config.log_format);
+    // What `#[tokio::main]` builds, with a cap on the blocking pool.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(config.blocking_threads)
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let api = Arc::new(ApiSpec::tmf620().context("loading the TMF620 definitions")?);
-    let store = open_store(&config.store).await?;
+    let store = open_store(&config).await?;
     let verifier: Option<Arc<dyn TokenVerifier>> = match &config.auth {
         AuthConfig::Tokens(tokens) => Some(Arc::new(StaticTokens::new(tokens))),
         AuthConfig::Disabled => {
@@ -113,6 +132,24 @@ async fn main() -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// mimalloc asks for transparent huge pages on its arenas (madvise); each touched 2 MiB page
+/// is then resident whole, which more than doubled the resident memory of a small catalogue
+/// (docs/benchmarks.md). Small pages cost nothing measurable here.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) only sets a flag of this process.
+        let status = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if status != 0 {
+            // Not fatal: only memory use changes. Logging is not set up yet.
+            eprintln!(
+                "tmf-api: prctl(PR_SET_THP_DISABLE) failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -178,6 +178,8 @@ pub struct InProcessNotifier {
 /// Deliveries in flight at once; further ones wait for a slot (in memory), so a slow
 /// listener delays other deliveries but never the requests that publish events.
 const MAX_CONCURRENT_DELIVERIES: usize = 64;
+/// Most events matched against one read of the registrations.
+const EVENT_BATCH: usize = 256;
 
 impl InProcessNotifier {
     /// Starts the worker on the current tokio runtime. It reads the registrations from
@@ -191,28 +193,40 @@ impl InProcessNotifier {
         let (queue, mut events) = mpsc::unbounded_channel::<Value>();
         let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_DELIVERIES));
         tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
+            // Events are taken in batches and the registrations read once per batch: under a
+            // burst of writes one store read serves many events, so the queue cannot grow
+            // faster than it drains (it did, by hundreds of MiB, with one read per event).
+            let mut batch = Vec::with_capacity(EVENT_BATCH);
+            while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
                 let Some(subscriptions) = load_subscriptions(store.as_ref(), &policy).await else {
+                    batch.clear();
                     continue;
                 };
-                let event = Arc::new(event);
-                for subscription in subscriptions {
-                    let query = subscription.query.as_deref().unwrap_or("");
-                    let matches = match HubQuery::parse(query, &limits) {
-                        Ok(q) => q.matches(&event),
-                        Err(e) => {
-                            tracing::warn!(subscription = %subscription.id, error = %e, "unusable hub query");
-                            false
+                let queries: Vec<_> = subscriptions
+                    .into_iter()
+                    .filter_map(|subscription| {
+                        let query = subscription.query.as_deref().unwrap_or("");
+                        match HubQuery::parse(query, &limits) {
+                            Ok(q) => Some((subscription, q)),
+                            Err(e) => {
+                                tracing::warn!(subscription = %subscription.id, error = %e, "unusable hub query");
+                                None
+                            }
                         }
-                    };
-                    if matches {
-                        tokio::spawn(deliver(
-                            Arc::clone(&slots),
-                            Arc::clone(&transport),
-                            policy,
-                            subscription,
-                            Arc::clone(&event),
-                        ));
+                    })
+                    .collect();
+                for event in batch.drain(..) {
+                    let event = Arc::new(event);
+                    for (subscription, query) in &queries {
+                        if query.matches(&event) {
+                            tokio::spawn(deliver(
+                                Arc::clone(&slots),
+                                Arc::clone(&transport),
+                                policy,
+                                subscription.clone(),
+                                Arc::clone(&event),
+                            ));
+                        }
                     }
                 }
             }

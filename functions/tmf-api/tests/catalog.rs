@@ -438,3 +438,53 @@ async fn product_offering_price_and_spec_follow_the_same_rules() {
         .await;
     assert_eq!(typed.header("x-total-count"), Some("1"));
 }
+
+/// Lists read the store page by page and keep only what the answer needs: the answers must be
+/// those of a filter, sort and page over the whole collection, across several store pages.
+#[tokio::test]
+async fn lists_span_several_store_pages() {
+    let h = Harness::new();
+    let count = 450; // more than two store pages of heads
+    let mut expected = Vec::new();
+    for i in 0..count {
+        let status = if i % 3 == 0 { "Active" } else { "In study" };
+        let body = json!({"name": format!("offer {i:03}"), "lifecycleStatus": status, "x-rank": i});
+        let created = h.create("productOffering", body).await;
+        if i % 3 == 0 {
+            expected.push(created);
+        }
+    }
+    let mut by_id: Vec<String> = expected
+        .iter()
+        .map(|o| o["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    by_id.sort();
+
+    let all = h.get("/productOffering").await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(all.header("x-total-count"), Some("450"));
+
+    // unsorted: id order; only offset + limit items are kept while reading
+    let page = h
+        .get("/productOffering?lifecycleStatus=Active&offset=140&limit=20")
+        .await;
+    assert_eq!(page.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(page.header("x-total-count"), Some("150"));
+    assert_eq!(page.header("x-result-count"), Some("10"));
+    assert_eq!(ids(&page.body), by_id[140..150]);
+
+    // sorted: every match is kept, then sorted and paged
+    let sorted = h
+        .get("/productOffering?lifecycleStatus=Active&sort=-x-rank&offset=1&limit=3&fields=x-rank")
+        .await;
+    assert_eq!(sorted.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(sorted.header("x-total-count"), Some("150"));
+    let ranks: Vec<i64> = sorted
+        .body
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|o| o["x-rank"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(ranks, [444, 441, 438]);
+}

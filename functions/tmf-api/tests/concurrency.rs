@@ -11,6 +11,7 @@ use common::{Harness, Options};
 use dome_catalog_store::{
     CatalogStore, ChangeKind, EntityVersion, HeadPage, OutboxEntry, StoreError, Subscription,
 };
+use dome_tmf_api::HeadCache;
 use serde_json::json;
 use tokio::sync::Barrier;
 
@@ -68,10 +69,21 @@ impl CatalogStore for Racing {
 }
 
 fn racing_harness() -> (Harness, Arc<AtomicBool>) {
+    racing_harness_with(false)
+}
+
+/// With `cached`, the racing reads are served by a [`HeadCache`] in front of the store (as
+/// the binary runs the embedded store).
+fn racing_harness_with(cached: bool) -> (Harness, Arc<AtomicBool>) {
     let gate = Arc::new(AtomicBool::new(false));
     let g = Arc::clone(&gate);
     let h = Harness::with(Options {
         wrap: Some(Box::new(move |inner| {
+            let inner: Arc<dyn CatalogStore> = if cached {
+                Arc::new(HeadCache::new(inner, 16))
+            } else {
+                inner
+            };
             Arc::new(Racing {
                 inner,
                 gate: g,
@@ -81,6 +93,36 @@ fn racing_harness() -> (Harness, Arc<AtomicBool>) {
         ..Options::default()
     });
     (h, gate)
+}
+
+#[tokio::test]
+async fn concurrent_patches_through_the_head_cache() {
+    let (h, gate) = racing_harness_with(true);
+    let po = h.create("productOffering", json!({"name": "x"})).await;
+    let path = format!("/productOffering/{}", po["id"].as_str().unwrap_or_default());
+    gate.store(true, Ordering::SeqCst);
+    let (a, b) = tokio::join!(
+        h.patch(&path, json!({"name": "from a"})),
+        h.patch(&path, json!({"name": "from b"}))
+    );
+    gate.store(false, Ordering::SeqCst);
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let winner = if a.status == StatusCode::OK { a } else { b };
+    // the cache serves the winner, then follows later changes
+    assert_eq!(h.get(&path).await.body, winner.body);
+    let again = h.patch(&path, json!({"name": "later"})).await;
+    assert_eq!(again.status, StatusCode::OK);
+    let head = h.get(&path).await;
+    assert_eq!(
+        (head.body["name"].clone(), head.body["version"].clone()),
+        (json!("later"), json!("3"))
+    );
+    assert_eq!(h.get(&format!("{path}/version/2")).await.body, winner.body);
+    h.delete(&path).await;
+    h.get(&path).await.tmf_error(404, "NotFound");
+    assert_eq!(h.outbox().await.len(), 4);
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ pub use entity::{uuid_v4, EventKind, PatchOutcome, RequestError};
 pub use error::{ErrorCode, TmfError};
 pub use event::{notification, HubQuery};
 pub use patch::merge_patch;
-pub use query::{Query, QueryError, QueryLimits};
+pub use query::{PageCollector, Query, QueryError, QueryLimits};
 pub use resource::{ApiSpec, EventTypes, ResourceDescriptor};
 pub use schema::{Definitions, Mode, SchemaLoadError, ValidationError};
 pub use time::Timestamp;

@@ -364,11 +364,67 @@ impl Query {
     /// Filters, sorts, pages and projects `items`. Returns the page and the number of items
     /// that matched (the `X-Total-Count`).
     pub fn apply(&self, items: Vec<Value>) -> (Vec<Value>, usize) {
-        let mut matching: Vec<Value> = items.into_iter().filter(|i| self.matches(i)).collect();
-        self.sort_items(&mut matching);
-        let total = matching.len();
-        let range = self.page(total);
-        let page = matching[range].iter().map(|i| self.project(i)).collect();
+        let mut collector = self.collector();
+        for item in items {
+            collector.push(item);
+        }
+        collector.finish()
+    }
+
+    /// An incremental [`apply`](Self::apply), for items that arrive page by page.
+    pub fn collector(&self) -> PageCollector<'_> {
+        PageCollector {
+            query: self,
+            kept: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+/// Collects the answer of a [`Query`] from items fed one at a time (in the store's order),
+/// keeping only what the answer can contain: without `sort`, the first `offset + limit`
+/// matching items; with `sort`, every matching item. Items that do not match are dropped at
+/// once, so a list holds at most one store page of non-matching items in memory.
+#[derive(Debug)]
+pub struct PageCollector<'q> {
+    query: &'q Query,
+    kept: Vec<Value>,
+    total: usize,
+}
+
+impl PageCollector<'_> {
+    /// Considers one more item.
+    pub fn push(&mut self, item: Value) {
+        if !self.query.matches(&item) {
+            return;
+        }
+        self.total += 1;
+        let unsorted_enough = self.query.sort.is_empty()
+            && self.kept.len() >= self.query.offset.saturating_add(self.query.limit);
+        if !unsorted_enough {
+            self.kept.push(item);
+        }
+    }
+
+    /// The page (sorted, paged, projected) and the number of matching items.
+    pub fn finish(self) -> (Vec<Value>, usize) {
+        let Self {
+            query,
+            mut kept,
+            total,
+        } = self;
+        let range = if query.sort.is_empty() {
+            // `kept` is the first `offset + limit` matching items (or all of them).
+            query.offset.min(kept.len())..kept.len()
+        } else {
+            query.sort_items(&mut kept);
+            query.page(total)
+        };
+        let page = if query.fields.is_none() {
+            kept.drain(range).collect()
+        } else {
+            kept[range].iter().map(|i| query.project(i)).collect()
+        };
         (page, total)
     }
 }
