@@ -9,6 +9,7 @@
 pub mod canonical;
 pub mod codes;
 pub mod crypto;
+pub mod fetch_auth;
 pub mod genesis;
 pub mod model;
 pub mod test_keys;

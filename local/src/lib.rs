@@ -45,6 +45,7 @@
 //! ```
 
 mod config;
+pub mod federation;
 mod genesis;
 mod manifest;
 mod net;
@@ -61,4 +62,4 @@ pub use manifest::{Manifest, NodeInfo, MANIFEST_FILE};
 pub use net::{ExitedProcess, LocalNet, NodeStatus, ProcessRole};
 pub use ports::{pick_free_ports, port_is_free};
 pub use process::{log_tail, pid_alive};
-pub use rpc::port_accepts;
+pub use rpc::{http_request, port_accepts};

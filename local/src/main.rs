@@ -3,6 +3,7 @@
 //! ```text
 //! dome-net up [--validators 4] [--dir DIR] [--timeout-commit 500ms] [--kvstore]
 //!             [--abci-bin PATH] [--cometbft-bin PATH] [--members 4] [--detach]
+//!             [--marketplaces N] [--marketplace-bin PATH] [--no-seed]
 //! dome-net down   [--dir DIR]
 //! dome-net status [--dir DIR]
 //! dome-net reset  [--dir DIR]
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use dome_localnet::federation::{self, Federation};
 use dome_localnet::{
     default_cometbft_bin, dome_cache_dir, log_tail, pid_alive, port_accepts, AppKind, LocalNet,
     NetConfig, ProcessRole, MANIFEST_FILE,
@@ -29,6 +31,10 @@ const SUPERVISOR_LOG: &str = "dome-net.log";
 const FIRST_BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `up --detach` waits for the background supervisor to report the net up.
 const DETACH_READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long `up` waits for each marketplace to answer.
+const MARKET_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Marks a federation whose demo catalogue was seeded (seeding happens once).
+const SEEDED_FILE: &str = "demo-seeded";
 /// How long `down` waits for the supervisor after SIGTERM before SIGKILL.
 const DOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -100,6 +106,16 @@ struct UpArgs {
     /// produced a block (stop with `dome-net down`)
     #[arg(long)]
     detach: bool,
+    /// Also run N marketplaces (TMF620 API + replication, embedded store), the founding
+    /// members of the bus; used when initialising [default: 0]
+    #[arg(long, value_name = "N")]
+    marketplaces: Option<usize>,
+    /// dome-marketplace binary [default: next to this executable]
+    #[arg(long, value_name = "PATH")]
+    marketplace_bin: Option<PathBuf>,
+    /// Do not seed the demo catalogue on the first marketplace of a new federation
+    #[arg(long)]
+    no_seed: bool,
 }
 
 fn main() {
@@ -134,7 +150,21 @@ fn up(args: UpArgs) -> Result<()> {
         net
     } else {
         eprintln!("dome-net: initialising a new net in {}", dir.display());
-        LocalNet::init(new_config(&dir, &args)?)?
+        let mut cfg = new_config(&dir, &args)?;
+        let mut planned = None;
+        if let Some(count) = args.marketplaces.filter(|n| *n > 0) {
+            if args.kvstore {
+                bail!("--marketplaces needs the dome app: drop --kvstore");
+            }
+            let (markets, app_state) = federation::plan(count)?;
+            cfg.app_state = app_state;
+            planned = Some(markets);
+        }
+        let net = LocalNet::init(cfg)?;
+        if let Some(markets) = planned {
+            Federation::init(&dir, markets)?;
+        }
+        net
     };
     if let AppKind::Dome { abci_bin } = net.app_kind() {
         if !abci_bin.is_file() {
@@ -145,11 +175,58 @@ fn up(args: UpArgs) -> Result<()> {
             );
         }
     }
-    if args.detach {
-        detach(net, &dir)
+    let markets = if Federation::exists(&dir) {
+        let bin = match &args.marketplace_bin {
+            Some(p) => p.clone(),
+            None => sibling_bin("dome-marketplace")?,
+        };
+        Some(Federation::open(&dir, bin, net.rpc_urls())?)
     } else {
-        supervise(net, &dir)
+        None
+    };
+    if args.detach {
+        detach(net, &dir, &args)
+    } else {
+        supervise(net, markets, &dir, !args.no_seed)
     }
+}
+
+fn sibling_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the current executable")?;
+    Ok(exe
+        .parent()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| PathBuf::from(name)))
+}
+
+/// Starts the marketplaces, seeds the demo catalogue on the first one of a new federation,
+/// and prints each marketplace's API URL.
+fn start_marketplaces(markets: &mut Federation, dir: &Path, seed: bool) -> Result<()> {
+    markets.start_all()?;
+    for i in 0..markets.len() {
+        markets.wait_ready(i, MARKET_READY_TIMEOUT)?;
+    }
+    let marker = dir.join(SEEDED_FILE);
+    if seed && !marker.exists() && !markets.is_empty() {
+        let created = markets.seed_demo(0)?;
+        std::fs::write(&marker, format!("{}\n", created.len()))
+            .with_context(|| format!("writing {}", marker.display()))?;
+        eprintln!(
+            "dome-net: seeded {} demo entities on marketplace {}",
+            created.len(),
+            markets.marketplaces()[0].name
+        );
+    }
+    for m in markets.marketplaces() {
+        println!(
+            "marketplace {} ({}): {}{}",
+            m.name,
+            m.member,
+            m.url(),
+            federation::TMF620_BASE
+        );
+    }
+    Ok(())
 }
 
 fn new_config(dir: &Path, args: &UpArgs) -> Result<NetConfig> {
@@ -237,7 +314,12 @@ fn default_abci_bin() -> Result<PathBuf> {
 }
 
 /// Foreground mode: start, print URLs, watch the children until Ctrl-C/SIGTERM, stop.
-fn supervise(mut net: LocalNet, dir: &Path) -> Result<()> {
+fn supervise(
+    mut net: LocalNet,
+    mut markets: Option<Federation>,
+    dir: &Path,
+    seed: bool,
+) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
@@ -258,11 +340,23 @@ fn supervise(mut net: LocalNet, dir: &Path) -> Result<()> {
     for url in net.rpc_urls() {
         println!("{url}");
     }
+    if let Some(markets) = markets.as_mut() {
+        if let Err(e) = start_marketplaces(markets, dir, seed) {
+            let _ = markets.stop_all();
+            net.stop();
+            return Err(e);
+        }
+    }
     eprintln!(
-        "dome-net: net is up; logs in {}/node<i>/{{cometbft,app}}.log; Ctrl-C to stop",
+        "dome-net: net is up; logs in {}/node<i>/{{cometbft,app}}.log and market-<x>/market.log; Ctrl-C to stop",
         dir.display()
     );
     while !stop.load(Ordering::SeqCst) {
+        if let Some(markets) = markets.as_mut() {
+            for (name, status) in markets.poll_exited() {
+                eprintln!("dome-net: marketplace {name} exited: {status}; see its market.log");
+            }
+        }
         for e in net.poll_exited() {
             let what = match e.role {
                 ProcessRole::Node => "cometbft",
@@ -279,6 +373,9 @@ fn supervise(mut net: LocalNet, dir: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("dome-net: stopping");
+    if let Some(markets) = markets.as_mut() {
+        let _ = markets.stop_all();
+    }
     net.stop();
     eprintln!("dome-net: stopped");
     Ok(())
@@ -286,7 +383,7 @@ fn supervise(mut net: LocalNet, dir: &Path) -> Result<()> {
 
 /// Background mode: re-run `dome-net up --dir DIR` as a new session leader whose output goes to
 /// DIR/dome-net.log, and wait until it reports every validator at height 1.
-fn detach(net: LocalNet, dir: &Path) -> Result<()> {
+fn detach(net: LocalNet, dir: &Path, args: &UpArgs) -> Result<()> {
     let exe = std::env::current_exe().context("locating the current executable")?;
     let log_path = dir.join(SUPERVISOR_LOG);
     let log = std::fs::OpenOptions::new()
@@ -300,6 +397,13 @@ fn detach(net: LocalNet, dir: &Path) -> Result<()> {
     if matches!(net.app_kind(), AppKind::Kvstore) {
         cmd.arg("--kvstore");
     }
+    if let Some(bin) = &args.marketplace_bin {
+        cmd.arg("--marketplace-bin").arg(bin);
+    }
+    if args.no_seed {
+        cmd.arg("--no-seed");
+    }
+    let federated = Federation::exists(dir);
     cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: setsid is async-signal-safe; it detaches the supervisor from our terminal and
     // process group so that it outlives this process.
@@ -328,7 +432,11 @@ fn detach(net: LocalNet, dir: &Path) -> Result<()> {
                 log_tail(&log_path, 4096)
             );
         }
-        let up = (0..net.validators()).all(|i| net.height(i).is_ok_and(|h| h >= 1));
+        let mut up = (0..net.validators()).all(|i| net.height(i).is_ok_and(|h| h >= 1));
+        if up && federated {
+            // The supervisor prints the marketplace URLs once they are ready and seeded.
+            up = log_tail(&log_path, 64 * 1024).contains("net is up;");
+        }
         if up {
             break;
         }
@@ -349,6 +457,18 @@ fn detach(net: LocalNet, dir: &Path) -> Result<()> {
     }
     for url in net.rpc_urls() {
         println!("{url}");
+    }
+    if federated {
+        let markets = Federation::open(dir, PathBuf::new(), Vec::new())?;
+        for m in markets.marketplaces() {
+            println!(
+                "marketplace {} ({}): {}{}",
+                m.name,
+                m.member,
+                m.url(),
+                federation::TMF620_BASE
+            );
+        }
     }
     eprintln!(
         "dome-net: net is up in the background (supervisor pid {}, log {}); stop it with \
@@ -424,6 +544,32 @@ fn status(dir: &Path) -> Result<()> {
                 if s.catching_up { "  (catching up)" } else { "" }
             ),
             Err(_) => println!("node{i}  {}  down", net.rpc_url(i)),
+        }
+    }
+    if Federation::exists(dir) {
+        let bus_height = (0..net.validators())
+            .filter_map(|i| net.height(i).ok())
+            .max()
+            .unwrap_or(0);
+        let markets = Federation::open(dir, PathBuf::new(), Vec::new())?;
+        for (i, m) in markets.marketplaces().iter().enumerate() {
+            match markets.status(i) {
+                Ok(s) => {
+                    let checkpoint = s["relayCheckpoint"].as_u64().unwrap_or(0);
+                    println!(
+                        "market-{}  {}  {}  relay_checkpoint={}  lag={}  published={}/{}  dead_letters={}",
+                        m.name,
+                        m.member,
+                        m.url(),
+                        checkpoint,
+                        bus_height.saturating_sub(checkpoint),
+                        s["publisherCheckpoint"],
+                        s["outboxLast"],
+                        s["deadLetters"]
+                    );
+                }
+                Err(_) => println!("market-{}  {}  {}  down", m.name, m.member, m.url()),
+            }
         }
     }
     Ok(())

@@ -33,6 +33,26 @@ pub fn port_accepts(port: u16, timeout: Duration) -> bool {
 
 /// Raw `GET` returning the body of a `200` response.
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<Vec<u8>> {
+    let (status, body) = http_request(port, "GET", path, &[], None, timeout)?;
+    if status != 200 {
+        bail!(
+            "GET {path} on port {port}: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(body)
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`; returns the status and the body, whatever the
+/// status.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>)> {
     let deadline = Instant::now() + timeout;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
@@ -40,46 +60,52 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<Vec<u8>> {
     stream
         .set_write_timeout(Some(timeout))
         .context("set_write_timeout")?;
-    let request =
-        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    if let Some(body) = body {
+        bytes.extend_from_slice(body);
+    }
     stream
-        .write_all(request.as_bytes())
-        .with_context(|| format!("sending GET {path} to {addr}"))?;
+        .write_all(&bytes)
+        .with_context(|| format!("sending {method} {path} to {addr}"))?;
     let mut response = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            bail!("GET {path} on {addr}: no complete response within {timeout:?}");
+            bail!("{method} {path} on {addr}: no complete response within {timeout:?}");
         }
         stream
             .set_read_timeout(Some(left))
             .context("set_read_timeout")?;
         let n = stream
             .read(&mut buf)
-            .with_context(|| format!("reading response to GET {path} from {addr}"))?;
+            .with_context(|| format!("reading response to {method} {path} from {addr}"))?;
         if n == 0 {
             break;
         }
         response.extend_from_slice(&buf[..n]);
         if response.len() > MAX_RESPONSE_BYTES {
-            bail!("GET {path} on {addr}: response larger than {MAX_RESPONSE_BYTES} bytes");
+            bail!("{method} {path} on {addr}: response larger than {MAX_RESPONSE_BYTES} bytes");
         }
     }
     let (status, chunked, body) = parse_response(&response)
-        .with_context(|| format!("GET {path} on {addr}: malformed HTTP response"))?;
+        .with_context(|| format!("{method} {path} on {addr}: malformed HTTP response"))?;
     let body = if chunked {
         dechunk(body)?
     } else {
         body.to_vec()
     };
-    if status != 200 {
-        bail!(
-            "GET {path} on {addr}: HTTP {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    Ok(body)
+    Ok((status, body))
 }
 
 /// Splits a raw HTTP response into (status code, chunked?, body bytes).

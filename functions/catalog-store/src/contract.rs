@@ -13,7 +13,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::{
-    CatalogStore, ChangeKind, EntityVersion, OutboxEntry, StoreError, Subscription,
+    AuditRecord, CatalogStore, ChangeKind, DeadLetter, Decision, EntityVersion, OutboxEntry,
+    Provenance, ReplicaOutcome, StoreError, Subscription, MAX_RECORD_VALUE_BYTES,
     MAX_VERSION_BYTES,
 };
 
@@ -35,6 +36,18 @@ pub async fn run_all(store: &dyn CatalogStore) {
     concurrent_creates_all_succeed(store).await;
     bad_requests_refused(store).await;
     oversized_version_refused(store).await;
+    replica_applied_on_empty(store).await;
+    replica_newer_with_gap(store).await;
+    replica_stale_changes_nothing(store).await;
+    replica_tombstone(store).await;
+    replica_over_local_conflicts(store).await;
+    replica_from_other_origin_conflicts(store).await;
+    replica_bad_requests_refused(store).await;
+    concurrent_replicas_newest_wins(store).await;
+    records_conditional_writes(store).await;
+    concurrent_record_writes_one_wins(store).await;
+    audit_ordered_and_paged(store).await;
+    dead_letters_replace_count_page(store).await;
 }
 
 /// A version with a recognisable body: `tag` tells writers of the same version apart.
@@ -803,4 +816,575 @@ pub async fn oversized_version_refused(store: &dyn CatalogStore) {
         "listing after a refused append"
     );
     assert_eq!(last_seq(store).await, before + 1);
+}
+
+/// A version of an entity replicated from `origin`, as the replicator hands it to the store.
+pub fn replica(resource: &str, id: &str, version: u64, origin: &str) -> EntityVersion {
+    EntityVersion {
+        provenance: Some(Provenance {
+            origin: origin.to_owned(),
+            height: 100 + version,
+            tx_hash: format!("{origin}-{id}-{version}"),
+            content_hash: format!("{version:064x}"),
+        }),
+        ..sample(resource, id, version, origin)
+    }
+}
+
+fn expect_stale(result: Result<ReplicaOutcome, StoreError>, held: u64, step: &str) {
+    match result {
+        Ok(ReplicaOutcome::Stale { held_version }) if held_version == held => {}
+        other => panic!("{step}: expected Stale {{ held_version: {held} }}, got {other:?}"),
+    }
+}
+
+fn expect_applied(result: Result<ReplicaOutcome, StoreError>, step: &str) {
+    match result {
+        Ok(ReplicaOutcome::Applied) => {}
+        other => panic!("{step}: expected Applied, got {other:?}"),
+    }
+}
+
+/// A replica of an entity the store never saw is applied as is: same version number, its
+/// provenance kept, served by `head`, `version` and `list_heads`, and no outbox entry.
+pub async fn replica_applied_on_empty(store: &dyn CatalogStore) {
+    let outbox = whole_outbox(store).await;
+    // Version 4: catch-up may bring an entity's newest version only.
+    let v4 = replica("contractReplica", "r1", 4, "member-b");
+    expect_applied(store.apply_replica(v4.clone()).await, "first replica");
+    let head = ok(store.head("contractReplica", "r1").await, "head");
+    assert_eq!(head.as_ref(), Some(&v4), "head with its provenance");
+    assert_eq!(
+        head.and_then(|h| h.provenance).map(|p| p.origin),
+        Some("member-b".to_owned())
+    );
+    assert_eq!(
+        ok(store.version("contractReplica", "r1", 4).await, "v4"),
+        Some(v4.clone())
+    );
+    assert_eq!(
+        ok(store.version("contractReplica", "r1", 1).await, "v1"),
+        None
+    );
+    assert_eq!(list_all(store, "contractReplica", 10).await, vec![v4]);
+    assert_eq!(
+        whole_outbox(store).await,
+        outbox,
+        "a replica is not announced again"
+    );
+}
+
+/// A newer replica replaces the head even with a gap in the version numbers; the older
+/// version stays readable and the missing ones stay missing.
+pub async fn replica_newer_with_gap(store: &dyn CatalogStore) {
+    let outbox = whole_outbox(store).await;
+    let v3 = replica("contractReplicaGap", "g1", 3, "member-b");
+    let v7 = replica("contractReplicaGap", "g1", 7, "member-b");
+    expect_applied(store.apply_replica(v3.clone()).await, "v3");
+    expect_applied(store.apply_replica(v7.clone()).await, "v7 after v3");
+    assert_eq!(
+        ok(store.head("contractReplicaGap", "g1").await, "head"),
+        Some(v7.clone())
+    );
+    assert_eq!(
+        ok(store.version("contractReplicaGap", "g1", 3).await, "v3"),
+        Some(v3)
+    );
+    for missing in 4..=6 {
+        assert_eq!(
+            ok(
+                store.version("contractReplicaGap", "g1", missing).await,
+                "gap"
+            ),
+            None,
+            "version {missing} was never written"
+        );
+    }
+    assert_eq!(list_all(store, "contractReplicaGap", 10).await, vec![v7]);
+    assert_eq!(whole_outbox(store).await, outbox);
+}
+
+/// A replica of the version held, or of an older one, is `Stale` and changes nothing, even
+/// if its content differs (a redelivered event is harmless).
+pub async fn replica_stale_changes_nothing(store: &dyn CatalogStore) {
+    let v5 = replica("contractReplicaStale", "s1", 5, "member-b");
+    expect_applied(store.apply_replica(v5.clone()).await, "v5");
+    let outbox = whole_outbox(store).await;
+    let mut again = v5.clone();
+    again.body["name"] = "changed".into();
+    expect_stale(store.apply_replica(again).await, 5, "v5 again");
+    expect_stale(
+        store
+            .apply_replica(replica("contractReplicaStale", "s1", 3, "member-b"))
+            .await,
+        5,
+        "v3 after v5",
+    );
+    assert_eq!(
+        ok(store.head("contractReplicaStale", "s1").await, "head"),
+        Some(v5.clone())
+    );
+    assert_eq!(
+        ok(store.version("contractReplicaStale", "s1", 3).await, "v3"),
+        None,
+        "a stale replica writes no version"
+    );
+    assert_eq!(list_all(store, "contractReplicaStale", 10).await, vec![v5]);
+    assert_eq!(whole_outbox(store).await, outbox);
+}
+
+/// A tombstone replica deletes: the head is the tombstone and the listing leaves it out.
+/// Redelivered older versions are stale; a newer live version after it is refused.
+pub async fn replica_tombstone(store: &dyn CatalogStore) {
+    let outbox = whole_outbox(store).await;
+    let v1 = replica("contractReplicaDelete", "d1", 1, "member-b");
+    let kept = replica("contractReplicaDelete", "d2", 1, "member-b");
+    expect_applied(store.apply_replica(v1.clone()).await, "v1");
+    expect_applied(store.apply_replica(kept.clone()).await, "kept");
+    let gone = EntityVersion {
+        provenance: replica("contractReplicaDelete", "d1", 2, "member-b").provenance,
+        ..tombstone(&v1)
+    };
+    expect_applied(store.apply_replica(gone.clone()).await, "tombstone");
+    let head = ok(store.head("contractReplicaDelete", "d1").await, "head");
+    assert_eq!(head.as_ref(), Some(&gone));
+    assert!(head.is_some_and(|h| h.deleted), "head is a tombstone");
+    assert_eq!(
+        list_all(store, "contractReplicaDelete", 10).await,
+        vec![kept],
+        "the listing leaves the deleted replica out"
+    );
+    expect_stale(store.apply_replica(v1).await, 2, "v1 after the delete");
+    expect_stale(
+        store.apply_replica(gone.clone()).await,
+        2,
+        "the tombstone again",
+    );
+    expect_conflict(
+        store
+            .apply_replica(replica("contractReplicaDelete", "d1", 3, "member-b"))
+            .await,
+        "a live version after the delete",
+    );
+    assert_eq!(
+        ok(store.head("contractReplicaDelete", "d1").await, "head"),
+        Some(gone)
+    );
+    assert_eq!(whole_outbox(store).await, outbox);
+}
+
+/// A replica never overwrites an entity created locally, whatever its version.
+pub async fn replica_over_local_conflicts(store: &dyn CatalogStore) {
+    let local = sample("contractReplicaLocal", "l1", 1, "mine");
+    ok(
+        store.create(local.clone(), ChangeKind::Create).await,
+        "create",
+    );
+    let outbox = whole_outbox(store).await;
+    for version in [1, 2, 9] {
+        expect_conflict(
+            store
+                .apply_replica(replica("contractReplicaLocal", "l1", version, "member-b"))
+                .await,
+            "replica over a local entity",
+        );
+    }
+    assert_eq!(
+        ok(store.head("contractReplicaLocal", "l1").await, "head"),
+        Some(local)
+    );
+    assert_eq!(
+        ok(store.version("contractReplicaLocal", "l1", 2).await, "v2"),
+        None
+    );
+    assert_eq!(whole_outbox(store).await, outbox);
+}
+
+/// An origin never overwrites another origin's entity.
+pub async fn replica_from_other_origin_conflicts(store: &dyn CatalogStore) {
+    let theirs = replica("contractReplicaOrigin", "o1", 2, "member-b");
+    expect_applied(store.apply_replica(theirs.clone()).await, "from b");
+    let outbox = whole_outbox(store).await;
+    for version in [1, 2, 3] {
+        expect_conflict(
+            store
+                .apply_replica(replica("contractReplicaOrigin", "o1", version, "member-c"))
+                .await,
+            "replica from c over b's entity",
+        );
+    }
+    assert_eq!(
+        ok(store.head("contractReplicaOrigin", "o1").await, "head"),
+        Some(theirs)
+    );
+    assert_eq!(
+        ok(store.version("contractReplicaOrigin", "o1", 3).await, "v3"),
+        None
+    );
+    assert_eq!(whole_outbox(store).await, outbox);
+}
+
+/// Malformed replicas are refused before anything is written.
+pub async fn replica_bad_requests_refused(store: &dyn CatalogStore) {
+    let outbox = whole_outbox(store).await;
+    expect_bad_request(
+        store
+            .apply_replica(sample("contractReplicaBad", "b1", 1, "no provenance"))
+            .await,
+        "replica without provenance",
+    );
+    expect_bad_request(
+        store
+            .apply_replica(replica("contractReplicaBad", "b1", 0, "member-b"))
+            .await,
+        "replica at version 0",
+    );
+    expect_bad_request(
+        store
+            .apply_replica(replica("bad#resource", "b1", 1, "member-b"))
+            .await,
+        "'#' in a resource name",
+    );
+    expect_bad_request(
+        store
+            .apply_replica(replica("contractReplicaBad", "", 1, "member-b"))
+            .await,
+        "empty id",
+    );
+    let over = sized(
+        replica("contractReplicaBad", "b1", 1, "member-b"),
+        MAX_VERSION_BYTES + 1,
+    );
+    expect_bad_request(
+        store.apply_replica(over).await,
+        "replica over the size limit",
+    );
+    assert_eq!(
+        ok(store.head("contractReplicaBad", "b1").await, "head"),
+        None
+    );
+    assert_eq!(whole_outbox(store).await, outbox);
+}
+
+/// Versions 5 and 6 of one entity applied at once end with head 6, whichever lands first;
+/// 5 is either applied before 6 or found stale. Repeated so that the writes overlap.
+pub async fn concurrent_replicas_newest_wins(store: &dyn CatalogStore) {
+    let outbox = whole_outbox(store).await;
+    for round in 0..6 {
+        let id = format!("c{round}");
+        let v5 = replica("contractReplicaRace", &id, 5, "member-b");
+        let v6 = replica("contractReplicaRace", &id, 6, "member-b");
+        // Alternate which one is started first.
+        let (r5, r6) = if round % 2 == 0 {
+            tokio::join!(
+                store.apply_replica(v5.clone()),
+                store.apply_replica(v6.clone())
+            )
+        } else {
+            let (r6, r5) = tokio::join!(
+                store.apply_replica(v6.clone()),
+                store.apply_replica(v5.clone())
+            );
+            (r5, r6)
+        };
+        expect_applied(r6, "version 6");
+        match r5 {
+            Ok(ReplicaOutcome::Applied) | Ok(ReplicaOutcome::Stale { held_version: 6 }) => {}
+            other => panic!("round {round}: version 5 gave {other:?}"),
+        }
+        assert_eq!(
+            ok(store.head("contractReplicaRace", &id).await, "head"),
+            Some(v6),
+            "round {round}: the head is version 6"
+        );
+    }
+    assert_eq!(whole_outbox(store).await, outbox);
+}
+
+/// Records: created once, then updated only from the revision read; size rules.
+pub async fn records_conditional_writes(store: &dyn CatalogStore) {
+    let name = "contract/record";
+    assert_eq!(ok(store.get_record(name).await, "get unknown"), None);
+    assert_eq!(ok(store.put_record(name, "7", None).await, "create"), 1);
+    expect_conflict(store.put_record(name, "8", None).await, "second create");
+    assert_eq!(ok(store.put_record(name, "9", Some(1)).await, "update"), 2);
+    expect_conflict(
+        store.put_record(name, "10", Some(1)).await,
+        "update from a stale revision",
+    );
+    expect_conflict(
+        store.put_record(name, "10", Some(5)).await,
+        "update from a future revision",
+    );
+    expect_conflict(
+        store.put_record("contract/never", "x", Some(1)).await,
+        "update of a record that does not exist",
+    );
+    assert_eq!(ok(store.get_record("contract/never").await, "get"), None);
+    assert_eq!(
+        ok(store.get_record(name).await, "get"),
+        Some(crate::Record {
+            value: "9".into(),
+            revision: 2
+        })
+    );
+    assert_eq!(
+        ok(
+            store.get_record(crate::records::RELAY_CHECKPOINT).await,
+            "other name"
+        ),
+        None,
+        "records are per name"
+    );
+
+    let largest = "x".repeat(MAX_RECORD_VALUE_BYTES);
+    assert_eq!(
+        ok(
+            store.put_record(name, &largest, Some(2)).await,
+            "largest value"
+        ),
+        3
+    );
+    expect_bad_request(
+        store
+            .put_record(name, &"x".repeat(MAX_RECORD_VALUE_BYTES + 1), Some(3))
+            .await,
+        "value over the limit",
+    );
+    expect_bad_request(store.put_record("", "x", None).await, "empty name");
+    expect_bad_request(
+        store
+            .put_record(&"n".repeat(crate::MAX_ID_LEN + 1), "x", None)
+            .await,
+        "name over the limit",
+    );
+    assert_eq!(
+        ok(store.get_record(name).await, "get"),
+        Some(crate::Record {
+            value: largest,
+            revision: 3
+        })
+    );
+}
+
+/// Writers that read the same revision race: exactly one write wins each round.
+pub async fn concurrent_record_writes_one_wins(store: &dyn CatalogStore) {
+    let name = "contract/lease";
+    let mut expected = None;
+    for round in 0..5u64 {
+        let values: Vec<String> = (0..4)
+            .map(|w| format!("round {round} writer {w}"))
+            .collect();
+        let results = join_all(
+            values
+                .iter()
+                .map(|value| store.put_record(name, value, expected)),
+        )
+        .await;
+        let mut winners = Vec::new();
+        for (value, result) in values.iter().zip(results) {
+            match result {
+                Ok(revision) => winners.push((value.clone(), revision)),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => panic!("round {round}: unexpected error {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one writer wins");
+        let (value, revision) = winners.remove(0);
+        assert_eq!(revision, round + 1);
+        assert_eq!(
+            ok(store.get_record(name).await, "get"),
+            Some(crate::Record { value, revision })
+        );
+        expected = Some(revision);
+    }
+}
+
+fn audit_line(at: &str, version: u64) -> AuditRecord {
+    AuditRecord {
+        at: at.to_owned(),
+        origin: "member-b".into(),
+        height: 40 + version,
+        tx_hash: format!("tx-{version}"),
+        resource: "productOffering".into(),
+        id: "po-1".into(),
+        version,
+        decision: if version % 2 == 0 {
+            Decision::Applied
+        } else {
+            Decision::Retrying
+        },
+        reason: (version % 2 == 1).then(|| format!("attempt {version} failed")),
+    }
+}
+
+/// Every audit line read in pages of `limit`; returns the pages' sizes too.
+async fn whole_audit(store: &dyn CatalogStore, limit: usize) -> (Vec<AuditRecord>, Vec<usize>) {
+    let (mut items, mut sizes, mut cursor) = (Vec::new(), Vec::new(), None);
+    for _ in 0..1000 {
+        let page = ok(store.audit(cursor.take(), limit).await, "audit page");
+        sizes.push(page.items.len());
+        items.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return (items, sizes),
+        }
+    }
+    panic!("reading the audit trail with limit {limit} did not end");
+}
+
+/// The audit trail is ordered by `at` (not by when lines were appended), keeps lines with
+/// the same `at` in the order they came, and pages through every line exactly once.
+pub async fn audit_ordered_and_paged(store: &dyn CatalogStore) {
+    let first = ok(store.audit(None, 10).await, "empty trail");
+    assert_eq!(
+        first,
+        crate::Page {
+            items: Vec::new(),
+            next: None
+        }
+    );
+    let lines = [
+        audit_line("2025-03-01T10:00:00.300Z", 3),
+        audit_line("2025-03-01T10:00:00.100Z", 1),
+        audit_line("2025-03-01T10:00:00.200Z", 2),
+        audit_line("2025-03-01T10:00:00.200Z", 4),
+        audit_line("2025-03-01T10:00:01.000Z", 5),
+        audit_line("2025-03-01T10:00:00.050Z", 6),
+        audit_line("2025-03-01T10:00:00.200Z", 7),
+    ];
+    for line in &lines {
+        ok(store.append_audit(line.clone()).await, "append audit");
+    }
+    let versions = |items: &[AuditRecord]| items.iter().map(|r| r.version).collect::<Vec<_>>();
+    let (items, sizes) = whole_audit(store, 3).await;
+    assert_eq!(sizes, vec![3, 3, 1], "three pages");
+    assert_eq!(
+        versions(&items),
+        vec![6, 1, 2, 4, 7, 3, 5],
+        "ordered by at, same at in append order"
+    );
+    assert_eq!(items[2], lines[2], "lines come back whole");
+    for limit in [1, 2, 7, 100] {
+        let (all, _) = whole_audit(store, limit).await;
+        assert_eq!(all, items, "reading with limit {limit}");
+    }
+    let full = ok(store.audit(None, 7).await, "one full page");
+    assert!(
+        full.next.is_none(),
+        "no cursor when the page holds the rest"
+    );
+
+    expect_bad_request(store.audit(None, 0).await, "limit 0");
+    expect_bad_request(store.audit(Some("%%%".into()), 3).await, "garbage cursor");
+    ok(
+        store.put_dead_letter(dead_letter("tx-cursor", "x")).await,
+        "dead letter",
+    );
+    ok(
+        store.put_dead_letter(dead_letter("tx-cursor-2", "x")).await,
+        "dead letter",
+    );
+    let dead_page = ok(store.dead_letters(None, 1).await, "dead letters");
+    let foreign = dead_page
+        .next
+        .unwrap_or_else(|| panic!("two letters make two pages"));
+    expect_bad_request(store.audit(Some(foreign), 3).await, "a dead-letter cursor");
+    let audit_page = ok(store.audit(None, 1).await, "audit");
+    let foreign = audit_page
+        .next
+        .unwrap_or_else(|| panic!("seven lines make pages"));
+    expect_bad_request(
+        store.dead_letters(Some(foreign), 3).await,
+        "an audit cursor",
+    );
+    expect_bad_request(
+        store.append_audit(audit_line("", 8)).await,
+        "audit line without at",
+    );
+    expect_bad_request(
+        store
+            .append_audit(audit_line(&"9".repeat(crate::MAX_AT_LEN + 1), 8))
+            .await,
+        "audit line with an overlong at",
+    );
+    assert_eq!(
+        whole_audit(store, 100).await.0,
+        items,
+        "refused lines left no trace"
+    );
+}
+
+fn dead_letter(tx_hash: &str, reason: &str) -> DeadLetter {
+    DeadLetter {
+        tx_hash: tx_hash.to_owned(),
+        height: 77,
+        event: json!({"origin": "member-b", "entity": {"type": "productOffering", "id": "po-1", "version": 2}}),
+        reason: reason.to_owned(),
+        attempts: 5,
+        at: "2025-03-01T10:00:00Z".into(),
+    }
+}
+
+/// Dead letters: keyed by tx_hash (a second put replaces), counted, paged in tx_hash order.
+pub async fn dead_letters_replace_count_page(store: &dyn CatalogStore) {
+    let before = ok(store.dead_letter_count().await, "count");
+    let mine = |items: Vec<DeadLetter>| {
+        items
+            .into_iter()
+            .filter(|l| l.tx_hash.starts_with("dl-"))
+            .collect::<Vec<_>>()
+    };
+    for tx in ["dl-c", "dl-a", "dl-e", "dl-b", "dl-d"] {
+        ok(
+            store
+                .put_dead_letter(dead_letter(tx, "origin unreachable"))
+                .await,
+            "put",
+        );
+    }
+    assert_eq!(ok(store.dead_letter_count().await, "count"), before + 5);
+    let mut replaced = dead_letter("dl-b", "content hash mismatch");
+    replaced.attempts = 9;
+    ok(store.put_dead_letter(replaced.clone()).await, "replace");
+    assert_eq!(
+        ok(store.dead_letter_count().await, "count"),
+        before + 5,
+        "a replaced letter is counted once"
+    );
+
+    let (mut items, mut sizes, mut cursor) = (Vec::new(), Vec::new(), None);
+    for _ in 0..100 {
+        let page = ok(store.dead_letters(cursor.take(), 2).await, "page");
+        assert!(page.items.len() <= 2);
+        sizes.push(page.items.len());
+        items.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert!(cursor.is_none(), "paging ended");
+    let items = mine(items);
+    let order: Vec<&str> = items.iter().map(|l| l.tx_hash.as_str()).collect();
+    assert_eq!(order, vec!["dl-a", "dl-b", "dl-c", "dl-d", "dl-e"]);
+    assert_eq!(items[1], replaced, "the replacement is what is kept");
+    if before == 0 {
+        assert_eq!(sizes, vec![2, 2, 1], "three pages");
+    }
+    let all = mine(ok(store.dead_letters(None, 100).await, "one page").items);
+    assert_eq!(all, items);
+
+    expect_bad_request(store.dead_letters(None, 0).await, "limit 0");
+    expect_bad_request(
+        store.put_dead_letter(dead_letter("", "no hash")).await,
+        "dead letter without tx_hash",
+    );
+    let mut huge = dead_letter("dl-huge", "too big");
+    huge.event = json!({"padding": "x".repeat(crate::MAX_LOG_BYTES)});
+    expect_bad_request(
+        store.put_dead_letter(huge).await,
+        "dead letter over the limit",
+    );
+    assert_eq!(ok(store.dead_letter_count().await, "count"), before + 5);
 }

@@ -10,18 +10,24 @@
 //! waits for an fsync and a writer may wait for another writer's transaction, and neither
 //! should stall the runtime's worker threads that serve HTTP requests.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    check_append, check_create, check_id, check_key, check_limit, check_resource, CatalogStore,
-    ChangeKind, EntityVersion, HeadPage, OutboxEntry, StoreError, Subscription,
+    check_append, check_audit, check_create, check_dead_letter, check_id, check_key, check_limit,
+    check_record, check_record_name, check_replica, check_resource, judge_replica, AuditRecord,
+    CatalogStore, ChangeKind, DeadLetter, EntityVersion, HeadPage, HeldHead, OutboxEntry, Page,
+    Record, ReplicaOutcome, StoreError, Subscription,
 };
 
 /// Every version ever written: (resource, id, version) → JSON of the [`EntityVersion`].
@@ -37,10 +43,23 @@ const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Subscription id → JSON of the [`Subscription`].
 const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
+/// The origin of every replicated entity: (resource, id) → member id. Entities created
+/// locally have no entry, which is how `apply_replica` tells them apart without reading
+/// (and decoding) the head version.
+const ORIGINS: TableDefinition<(&str, &str), &str> = TableDefinition::new("replica_origins");
+/// Named records: name → (revision, value).
+const RECORDS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("records");
+/// The audit trail: (at, append seq) → JSON of the [`AuditRecord`]. The seq (from
+/// [`AUDIT_LAST_SEQ`]) keeps lines with the same `at` apart, in the order they came.
+const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+/// Dead letters: tx_hash → JSON of the [`DeadLetter`].
+const DEAD_LETTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
 
 /// The last outbox seq handed out. Kept as its own counter rather than derived from the last
 /// outbox key so that pruning old outbox entries later can never make a seq be reused.
 const OUTBOX_LAST_SEQ: &str = "outbox_last_seq";
+/// The last audit seq handed out (the tie breaker of [`AUDIT`] keys).
+const AUDIT_LAST_SEQ: &str = "audit_last_seq";
 
 /// A [`CatalogStore`] in one local redb file. Cheap to clone; clones share the database.
 #[derive(Clone)]
@@ -61,6 +80,15 @@ struct Cursor {
     after: String,
 }
 
+/// The position of an audit or dead-letter page: the key of its last item. Tagged with the
+/// log so that a cursor of one log is refused by the other.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "log", rename_all = "snake_case")]
+enum LogCursor {
+    Audit { at: String, seq: u64 },
+    DeadLetters { after: String },
+}
+
 impl EmbeddedStore {
     /// Opens the store at `path`, creating the file and its tables if needed. Fails with
     /// `Unavailable` if another process has it open (redb locks the file).
@@ -75,6 +103,10 @@ impl EmbeddedStore {
         txn.open_table(OUTBOX).map_err(backend)?;
         txn.open_table(META).map_err(backend)?;
         txn.open_table(SUBSCRIPTIONS).map_err(backend)?;
+        txn.open_table(ORIGINS).map_err(backend)?;
+        txn.open_table(RECORDS).map_err(backend)?;
+        txn.open_table(AUDIT).map_err(backend)?;
+        txn.open_table(DEAD_LETTERS).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -151,6 +183,41 @@ fn write_version(
     version: &EntityVersion,
     change: ChangeKind,
 ) -> Result<u64, StoreError> {
+    write_head(txn, version)?;
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    let seq = next_seq(&mut meta, OUTBOX_LAST_SEQ)?;
+    let entry = OutboxEntry {
+        seq,
+        resource: version.resource.clone(),
+        id: version.id.clone(),
+        version: version.version,
+        change,
+    };
+    txn.open_table(OUTBOX)
+        .map_err(backend)?
+        .insert(seq, encode(&entry)?.as_slice())
+        .map_err(backend)?;
+    Ok(seq)
+}
+
+/// Takes the next value of the counter `name` in `meta`.
+fn next_seq(meta: &mut redb::Table<&str, u64>, name: &str) -> Result<u64, StoreError> {
+    let last = meta
+        .get(name)
+        .map_err(backend)?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    let seq = last
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Corrupt(format!("{name} overflow")))?;
+    meta.insert(name, seq).map_err(backend)?;
+    Ok(seq)
+}
+
+/// Writes `version`, makes it the head and keeps the listing in step; no outbox entry. Used
+/// for local changes (with their outbox entry) and replicas alike, so that `head`, `version`
+/// and `list_heads` serve both the same way.
+fn write_head(txn: &WriteTransaction, version: &EntityVersion) -> Result<(), StoreError> {
     let key = (version.resource.as_str(), version.id.as_str());
     let bytes = encode(version)?;
     txn.open_table(VERSIONS)
@@ -167,29 +234,7 @@ fn write_version(
     } else {
         live.insert(key, version.version).map_err(backend)?;
     }
-
-    let mut meta = txn.open_table(META).map_err(backend)?;
-    let last = meta
-        .get(OUTBOX_LAST_SEQ)
-        .map_err(backend)?
-        .map(|v| v.value())
-        .unwrap_or(0);
-    let seq = last
-        .checked_add(1)
-        .ok_or_else(|| StoreError::Corrupt("outbox seq overflow".into()))?;
-    meta.insert(OUTBOX_LAST_SEQ, seq).map_err(backend)?;
-    let entry = OutboxEntry {
-        seq,
-        resource: version.resource.clone(),
-        id: version.id.clone(),
-        version: version.version,
-        change,
-    };
-    txn.open_table(OUTBOX)
-        .map_err(backend)?
-        .insert(seq, encode(&entry)?.as_slice())
-        .map_err(backend)?;
-    Ok(seq)
+    Ok(())
 }
 
 fn read_version(
@@ -225,6 +270,16 @@ fn encode_cursor(resource: &str, after: &str) -> Result<String, StoreError> {
         after: after.to_owned(),
     };
     Ok(URL_SAFE_NO_PAD.encode(encode(&cursor)?))
+}
+
+fn encode_log_cursor(cursor: &LogCursor) -> Result<String, StoreError> {
+    Ok(URL_SAFE_NO_PAD.encode(encode(cursor)?))
+}
+
+fn decode_log_cursor(cursor: &str) -> Result<LogCursor, StoreError> {
+    let bad = || StoreError::BadRequest("invalid cursor".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
 }
 
 fn decode_cursor(resource: &str, cursor: &str) -> Result<String, StoreError> {
@@ -423,6 +478,215 @@ impl CatalogStore for EmbeddedStore {
                 all.push(decode(bytes.value(), "subscription")?);
             }
             Ok(all)
+        })
+        .await
+    }
+
+    async fn apply_replica(&self, replica: EntityVersion) -> Result<ReplicaOutcome, StoreError> {
+        check_replica(&replica)?;
+        // One write transaction: redb's single writer makes the read of the head and the
+        // write that depends on it race-free.
+        self.write(move |txn| {
+            let key = (replica.resource.as_str(), replica.id.as_str());
+            let head = txn
+                .open_table(HEADS)
+                .map_err(backend)?
+                .get(key)
+                .map_err(backend)?
+                .map(|v| v.value());
+            let mut origins = txn.open_table(ORIGINS).map_err(backend)?;
+            let origin = origins
+                .get(key)
+                .map_err(backend)?
+                .map(|v| v.value().to_owned());
+            let held = head.map(|(version, deleted)| HeldHead {
+                version,
+                deleted,
+                origin: origin.as_deref(),
+            });
+            let outcome = judge_replica(&replica, held)?;
+            if outcome == ReplicaOutcome::Applied {
+                if origin.is_none() {
+                    let from = replica
+                        .provenance
+                        .as_ref()
+                        .map(|p| p.origin.as_str())
+                        .unwrap_or_default();
+                    origins.insert(key, from).map_err(backend)?;
+                }
+                write_head(txn, &replica)?;
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn get_record(&self, name: &str) -> Result<Option<Record>, StoreError> {
+        check_record_name(name)?;
+        let name = name.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(RECORDS).map_err(backend)?;
+            let found = table.get(name.as_str()).map_err(backend)?;
+            Ok(found.map(|entry| {
+                let (revision, value) = entry.value();
+                Record {
+                    value: value.to_owned(),
+                    revision,
+                }
+            }))
+        })
+        .await
+    }
+
+    async fn put_record(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        check_record(name, value)?;
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.write(move |txn| {
+            let mut table = txn.open_table(RECORDS).map_err(backend)?;
+            let held = table
+                .get(name.as_str())
+                .map_err(backend)?
+                .map(|entry| entry.value().0);
+            if held != expected {
+                return Err(StoreError::Conflict(format!(
+                    "record {name} is at revision {held:?}, not {expected:?}"
+                )));
+            }
+            let revision = held
+                .unwrap_or(0)
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Corrupt(format!("record {name}: revision overflow")))?;
+            table
+                .insert(name.as_str(), (revision, value.as_str()))
+                .map_err(backend)?;
+            Ok(revision)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+        check_audit(&record)?;
+        self.write(move |txn| {
+            let seq = next_seq(&mut txn.open_table(META).map_err(backend)?, AUDIT_LAST_SEQ)?;
+            txn.open_table(AUDIT)
+                .map_err(backend)?
+                .insert((record.at.as_str(), seq), encode(&record)?.as_slice())
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>, StoreError> {
+        check_limit(limit)?;
+        let after = match cursor.as_deref().map(decode_log_cursor).transpose()? {
+            None => None,
+            Some(LogCursor::Audit { at, seq }) => Some((at, seq)),
+            Some(LogCursor::DeadLetters { .. }) => {
+                return Err(StoreError::BadRequest(
+                    "cursor belongs to the dead letters, not the audit trail".into(),
+                ))
+            }
+        };
+        self.read(move |txn| {
+            let table = txn.open_table(AUDIT).map_err(backend)?;
+            let start = match &after {
+                Some((at, seq)) => Bound::Excluded((at.as_str(), *seq)),
+                None => Bound::Unbounded,
+            };
+            let mut items = Vec::new();
+            let mut last_key = None;
+            let range = table
+                .range::<(&str, u64)>((start, Bound::Unbounded))
+                .map_err(backend)?;
+            for item in range {
+                let (key, bytes) = item.map_err(backend)?;
+                // One more than a page tells whether another page follows.
+                if items.len() == limit {
+                    let next = match last_key.take() {
+                        Some((at, seq)) => Some(encode_log_cursor(&LogCursor::Audit { at, seq })?),
+                        None => None,
+                    };
+                    return Ok(Page { items, next });
+                }
+                let (at, seq) = key.value();
+                last_key = Some((at.to_owned(), seq));
+                items.push(decode(bytes.value(), "audit record")?);
+            }
+            Ok(Page { items, next: None })
+        })
+        .await
+    }
+
+    async fn put_dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        check_dead_letter(&letter)?;
+        self.write(move |txn| {
+            txn.open_table(DEAD_LETTERS)
+                .map_err(backend)?
+                .insert(letter.tx_hash.as_str(), encode(&letter)?.as_slice())
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letters(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<DeadLetter>, StoreError> {
+        check_limit(limit)?;
+        let after = match cursor.as_deref().map(decode_log_cursor).transpose()? {
+            None => None,
+            Some(LogCursor::DeadLetters { after }) => Some(after),
+            Some(LogCursor::Audit { .. }) => {
+                return Err(StoreError::BadRequest(
+                    "cursor belongs to the audit trail, not the dead letters".into(),
+                ))
+            }
+        };
+        self.read(move |txn| {
+            let table = txn.open_table(DEAD_LETTERS).map_err(backend)?;
+            let start = match &after {
+                Some(after) => Bound::Excluded(after.as_str()),
+                None => Bound::Unbounded,
+            };
+            let mut items: Vec<DeadLetter> = Vec::new();
+            let range = table
+                .range::<&str>((start, Bound::Unbounded))
+                .map_err(backend)?;
+            for item in range {
+                let (_, bytes) = item.map_err(backend)?;
+                if items.len() == limit {
+                    let after = items.last().map(|l| l.tx_hash.clone()).unwrap_or_default();
+                    let next = encode_log_cursor(&LogCursor::DeadLetters { after })?;
+                    return Ok(Page {
+                        items,
+                        next: Some(next),
+                    });
+                }
+                items.push(decode(bytes.value(), "dead letter")?);
+            }
+            Ok(Page { items, next: None })
+        })
+        .await
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        self.read(|txn| {
+            txn.open_table(DEAD_LETTERS)
+                .map_err(backend)?
+                .len()
+                .map_err(backend)
         })
         .await
     }

@@ -9,28 +9,38 @@
 //! | outbox counter | `OUTBOX` | `COUNTER` | `seq` (N): the last seq handed out |
 //! | outbox entry | `OUTBOX` | `<seq, 20 digits>` | `item`: JSON of the [`OutboxEntry`] |
 //! | subscription | `HUB` | `<subscription id>` | `item`: JSON of the [`Subscription`] |
+//! | record | `REC` | `<name>` | `value` (S), `rev` (N) |
+//! | audit line | `AUDIT` | `<at>#<tick, 20 digits>#<8 hex>` | `item`: JSON of the [`AuditRecord`] |
+//! | dead letter | `DEAD` | `<tx_hash>` | `item`: JSON of the [`DeadLetter`] |
+//!
+//! The head of a replicated entity also has `origin` (S), the member it came from.
 //!
 //! Every create or append is one `TransactWriteItems` of five items: head (conditional on the
 //! expected version), version (conditional on not existing), listing (put, or delete for a
 //! tombstone), outbox counter (conditional on the value read just before) and outbox entry.
+//! A replica is one `TransactWriteItems` of three: head (conditional on being absent, or
+//! older, live and of the same origin), version and listing; no outbox.
 //! Every read is strongly consistent, so a reader sees its own and others' committed writes.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
-    ReturnValue, ScalarAttributeType, TableStatus, TransactWriteItem,
+    ReturnValue, ScalarAttributeType, Select, TableStatus, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use dome_catalog_store::{
-    check_append, check_create, check_id, check_key, check_limit, check_resource, CatalogStore,
-    ChangeKind, EntityVersion, HeadPage, OutboxEntry, StoreError, Subscription,
+    check_append, check_audit, check_create, check_dead_letter, check_id, check_key, check_limit,
+    check_record, check_record_name, check_replica, check_resource, judge_replica, AuditRecord,
+    CatalogStore, ChangeKind, DeadLetter, EntityVersion, HeadPage, HeldHead, OutboxEntry, Page,
+    Record, ReplicaOutcome, StoreError, Subscription,
 };
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +71,10 @@ const HEAD_SK: &str = "HEAD";
 const OUTBOX_PK: &str = "OUTBOX";
 const COUNTER_SK: &str = "COUNTER";
 const HUB_PK: &str = "HUB";
+const RECORD_PK: &str = "REC";
+const AUDIT_PK: &str = "AUDIT";
+const DEAD_PK: &str = "DEAD";
+const ORIGIN: &str = "origin";
 
 /// Position of each item in the write transaction: DynamoDB reports cancellation reasons in
 /// this order.
@@ -370,6 +384,151 @@ impl DynamoStore {
         ])
     }
 
+    /// The three items of a replica's write transaction (head, version, listing: the
+    /// `TX_HEAD`, `TX_VERSION` order), no outbox. The head condition is [`judge_replica`]'s
+    /// `Applied` case in DynamoDB's terms: no head yet, or a live, older head of the same
+    /// origin (a local entity's head has no `origin` attribute, so it never matches).
+    fn replica_items(
+        &self,
+        replica: &EntityVersion,
+        body: &str,
+        origin: &str,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let entity_pk = entity_pk(&replica.resource, &replica.id);
+        let head = Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(&entity_pk))
+            .item(SK, s(HEAD_SK))
+            .item("ver", n(replica.version))
+            .item("del", AttributeValue::Bool(replica.deleted))
+            .item(ORIGIN, s(origin))
+            .condition_expression(
+                "attribute_not_exists(#pk) OR (#origin = :origin AND #ver < :ver AND #del = :live)",
+            )
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#origin", ORIGIN)
+            .expression_attribute_names("#ver", "ver")
+            .expression_attribute_names("#del", "del")
+            .expression_attribute_values(":origin", s(origin))
+            .expression_attribute_values(":ver", n(replica.version))
+            .expression_attribute_values(":live", AttributeValue::Bool(false))
+            .build()
+            .map_err(build_error)?;
+        let version_item = Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(&entity_pk))
+            .item(SK, s(version_sk(replica.version)))
+            .item(ITEM, s(body))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(build_error)?;
+        let listing_pk = listing_pk(&replica.resource);
+        let listing = if replica.deleted {
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .key(PK, s(&listing_pk))
+                        .key(SK, s(&replica.id))
+                        .build()
+                        .map_err(build_error)?,
+                )
+                .build()
+        } else {
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .item(PK, s(&listing_pk))
+                        .item(SK, s(&replica.id))
+                        .item(ITEM, s(body))
+                        .build()
+                        .map_err(build_error)?,
+                )
+                .build()
+        };
+        Ok(vec![
+            TransactWriteItem::builder().put(head).build(),
+            TransactWriteItem::builder().put(version_item).build(),
+            listing,
+        ])
+    }
+
+    /// The head item of an entity: (version, deleted, origin); `None` if it has none.
+    async fn held_head(
+        &self,
+        resource: &str,
+        id: &str,
+    ) -> Result<Option<(u64, bool, Option<String>)>, StoreError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(entity_pk(resource, id)))
+            .key(SK, s(HEAD_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("read head", e))?;
+        let Some(item) = found.item() else {
+            return Ok(None);
+        };
+        let deleted = match item.get("del") {
+            Some(AttributeValue::Bool(deleted)) => *deleted,
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "head item lacks the boolean attribute del".into(),
+                ))
+            }
+        };
+        let origin = match item.get(ORIGIN) {
+            Some(AttributeValue::S(origin)) => Some(origin.clone()),
+            _ => None,
+        };
+        Ok(Some((number(item, "ver")?, deleted, origin)))
+    }
+
+    /// One page of a log partition (audit trail or dead letters), in sort key order.
+    async fn log_page<T: for<'de> Deserialize<'de>>(
+        &self,
+        pk: &str,
+        cursor: Option<String>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Page<T>, StoreError> {
+        check_limit(limit)?;
+        // The cursor names its partition: one of the other log is refused.
+        let start = cursor
+            .map(|c| decode_cursor(pk, &c))
+            .transpose()?
+            .map(|sk| HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))]));
+        // One item more than the page tells whether another page follows.
+        let mut items = self
+            .query(
+                "#pk = :pk",
+                &[(":pk", s(pk))],
+                start,
+                limit.saturating_add(1),
+                true,
+            )
+            .await?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            match items.last() {
+                Some(last) => Some(encode_cursor(pk, string(last, SK)?)?),
+                None => None,
+            }
+        } else {
+            None
+        };
+        let items = items
+            .iter()
+            .map(|item| json(item, what))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+
     /// The last outbox seq handed out (0 before the first change).
     async fn outbox_counter(&self) -> Result<u64, StoreError> {
         let found = self
@@ -580,6 +739,273 @@ impl CatalogStore for DynamoStore {
             .map(|item| json(item, "subscription"))
             .collect()
     }
+
+    async fn apply_replica(&self, replica: EntityVersion) -> Result<ReplicaOutcome, StoreError> {
+        check_replica(&replica)?;
+        let origin = replica
+            .provenance
+            .as_ref()
+            .map(|p| p.origin.clone())
+            .unwrap_or_default();
+        let body = serde_json::to_string(&replica)
+            .map_err(|e| StoreError::BadRequest(format!("version not serialisable: {e}")))?;
+        let items = self.replica_items(&replica, &body, &origin)?;
+        let mut backoff = Duration::from_millis(2);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                // See `write`: a retried request must not fail its own conditions.
+                .client_request_token(request_token()?)
+                .send()
+                .await;
+            let error = match sent {
+                Ok(_) => return Ok(ReplicaOutcome::Applied),
+                Err(error) => error,
+            };
+            match classify_replica(&error) {
+                ReplicaFailure::Condition => {
+                    // The head is not what the write needs: read what is held and say why.
+                    let held = self.held_head(&replica.resource, &replica.id).await?;
+                    let held = held.as_ref().map(|(version, deleted, origin)| HeldHead {
+                        version: *version,
+                        deleted: *deleted,
+                        origin: origin.as_deref(),
+                    });
+                    match judge_replica(&replica, held)? {
+                        // It moved between the write and the read (versions only grow,
+                        // so this ends): try again.
+                        ReplicaOutcome::Applied => {}
+                        stale => return Ok(stale),
+                    }
+                }
+                ReplicaFailure::Retry => {}
+                ReplicaFailure::Fail => return Err(sdk_error("replica transaction", error)),
+            }
+            tracing::debug!(
+                resource = %replica.resource,
+                id = %replica.id,
+                version = replica.version,
+                "replica write lost a race; retrying"
+            );
+            tokio::time::sleep(jitter(backoff)?).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        Err(StoreError::Unavailable(format!(
+            "gave up writing replica {}/{} v{} after {MAX_WRITE_ATTEMPTS} attempts",
+            replica.resource, replica.id, replica.version
+        )))
+    }
+
+    async fn get_record(&self, name: &str) -> Result<Option<Record>, StoreError> {
+        check_record_name(name)?;
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(RECORD_PK))
+            .key(SK, s(name))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("read record", e))?;
+        found
+            .item()
+            .map(|item| {
+                Ok(Record {
+                    value: string(item, "value")?.to_owned(),
+                    revision: number(item, "rev")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn put_record(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        check_record(name, value)?;
+        let revision = expected
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Conflict(format!("record {name}: revision overflow")))?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(RECORD_PK))
+            .item(SK, s(name))
+            .item("value", s(value))
+            .item("rev", n(revision));
+        let put = match expected {
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            Some(expected) => put
+                .condition_expression("#rev = :expected")
+                .expression_attribute_names("#rev", "rev")
+                .expression_attribute_values(":expected", n(expected)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(revision),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "record {name} is not at revision {expected:?}"
+                )))
+            }
+            Err(error) => Err(sdk_error("put record", error)),
+        }
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+        check_audit(&record)?;
+        let body = serde_json::to_string(&record)
+            .map_err(|e| StoreError::BadRequest(format!("audit line not serialisable: {e}")))?;
+        let sk = format!("{}#{:020}#{}", record.at, audit_tick(), random_hex::<4>()?);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(AUDIT_PK))
+            .item(SK, s(sk))
+            .item(ITEM, s(body))
+            // A (vanishingly unlikely) key collision must not erase a line.
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+            .map_err(|e| sdk_error("append audit line", e))?;
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>, StoreError> {
+        self.log_page(AUDIT_PK, cursor, limit, "audit line").await
+    }
+
+    async fn put_dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        check_dead_letter(&letter)?;
+        let body = serde_json::to_string(&letter)
+            .map_err(|e| StoreError::BadRequest(format!("dead letter not serialisable: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(DEAD_PK))
+            .item(SK, s(&letter.tx_hash))
+            .item(ITEM, s(body))
+            .send()
+            .await
+            .map_err(|e| sdk_error("put dead letter", e))?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<DeadLetter>, StoreError> {
+        self.log_page(DEAD_PK, cursor, limit, "dead letter").await
+    }
+
+    /// A `Select=COUNT` query of the `DEAD` partition, following its pages: always exact and
+    /// needs no counter kept in step with puts that may or may not replace. It reads (and
+    /// is billed for) the whole partition, which stays small: dead letters are rare and
+    /// each holds only an event's metadata.
+    async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        let mut total: u64 = 0;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(DEAD_PK))
+                .select(Select::Count)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("count dead letters", e))?;
+            let count = u64::try_from(page.count())
+                .map_err(|_| StoreError::Corrupt("negative count from DynamoDB".into()))?;
+            total = total.saturating_add(count);
+            match page.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return Ok(total),
+            }
+        }
+    }
+}
+
+/// What to do about a failed replica transaction.
+enum ReplicaFailure {
+    /// A condition failed: read the head to tell `Stale` from `Conflict`.
+    Condition,
+    /// DynamoDB cancelled it because a concurrent transaction touched the same items.
+    Retry,
+    Fail,
+}
+
+fn classify_replica(error: &SdkError<TransactWriteItemsError>) -> ReplicaFailure {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        error.as_service_error()
+    else {
+        return ReplicaFailure::Fail;
+    };
+    let codes: Vec<&str> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .map(|r| r.code().unwrap_or("None"))
+        .collect();
+    if codes.contains(&"ConditionalCheckFailed") {
+        ReplicaFailure::Condition
+    } else if codes.contains(&"TransactionConflict")
+        && codes
+            .iter()
+            .all(|c| matches!(*c, "None" | "TransactionConflict"))
+    {
+        ReplicaFailure::Retry
+    } else {
+        ReplicaFailure::Fail
+    }
+}
+
+/// The tie breaker of audit sort keys: the wall clock in nanoseconds, but strictly
+/// increasing within this process, so that lines with the same `at` appended by one process
+/// keep their order (and across processes roughly follow time; the random suffix of the key
+/// keeps two processes' lines apart).
+fn audit_tick() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// `N` random bytes as hex.
+fn random_hex<const N: usize>() -> Result<String, StoreError> {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| StoreError::Unavailable(format!("no randomness for a key: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// What to do about a failed write transaction.
@@ -772,6 +1198,13 @@ mod tests {
             decode_cursor("R#category", "%%%"),
             Err(StoreError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn audit_ticks_strictly_increase() {
+        let ticks: Vec<u64> = (0..1000).map(|_| audit_tick()).collect();
+        assert!(ticks.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(format!("{:020}", ticks[0]).len(), 20);
     }
 
     #[test]

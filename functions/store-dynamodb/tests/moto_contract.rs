@@ -51,6 +51,18 @@ contract_tests!(
     concurrent_creates_all_succeed,
     bad_requests_refused,
     oversized_version_refused,
+    replica_applied_on_empty,
+    replica_newer_with_gap,
+    replica_stale_changes_nothing,
+    replica_tombstone,
+    replica_over_local_conflicts,
+    replica_from_other_origin_conflicts,
+    replica_bad_requests_refused,
+    concurrent_replicas_newest_wins,
+    records_conditional_writes,
+    concurrent_record_writes_one_wins,
+    audit_ordered_and_paged,
+    dead_letters_replace_count_page,
 );
 
 /// All cases on one table, as the embedded store runs them.

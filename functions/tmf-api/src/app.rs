@@ -14,6 +14,10 @@
 //! | DELETE | `/hub/{id}` | 204 |
 //! | GET, POST / GET, DELETE | `/importJob`, `/exportJob` / `.../{id}` | 501 |
 //!
+//! and the replication API beside it (`/replication/v1/...`, see [`crate::replication`]).
+//! Entities with an `@audience` are served only to staff and to the members listed
+//! ([`crate::audience`]); replicated entities are read-only here.
+//!
 //! Every error is a TMF630 `Error` body. No request can make the service answer 5xx unless
 //! the store itself fails (503) or returns unreadable data (500).
 
@@ -27,12 +31,13 @@ use axum::http::header::{
     AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_TYPE, ETAG, HOST, IF_MATCH, LOCATION,
     WWW_AUTHENTICATE,
 };
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use dome_catalog_store::{CatalogStore, ChangeKind, EntityVersion, StoreError, Subscription};
+use dome_events::MemberId;
 use dome_tmf::schema::Mode;
 use dome_tmf::{
     notification, uuid_v4, ApiSpec, ErrorCode, EventKind, HubQuery, PatchOutcome, Query,
@@ -40,7 +45,11 @@ use dome_tmf::{
 };
 use serde_json::{json, Value};
 
+use crate::audience::{
+    is_staff, restricted_audience, unix_now, validate_audience, ReadGate, ReadRefusal,
+};
 use crate::auth::{bearer_token, AuthError, Principal, TokenVerifier};
+use crate::members::MemberDirectory;
 use crate::notify::NotificationSink;
 
 /// The media type of every JSON answer.
@@ -62,6 +71,11 @@ pub struct AppState {
     pub public_base_url: Option<String>,
     pub max_body_bytes: usize,
     pub limits: QueryLimits,
+    /// The member registry that signed fetches are checked against; `None`: restricted
+    /// (`@audience`) versions are served to bearer-token callers only.
+    pub members: Option<Arc<dyn MemberDirectory>>,
+    /// This marketplace's member id on the bus, shown by `/replication/v1/status`.
+    pub member_id: Option<MemberId>,
 }
 
 /// A failed request: a TMF error body with its status.
@@ -69,7 +83,7 @@ pub struct AppState {
 pub struct Failure(pub TmfError);
 
 impl Failure {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self(TmfError::new(code, message))
     }
 }
@@ -98,7 +112,7 @@ impl IntoResponse for Failure {
 
 type Answer = Result<Response, Failure>;
 
-fn json_response(status: StatusCode, value: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = (status, body).into_response();
     response
@@ -107,7 +121,7 @@ fn json_response(status: StatusCode, value: &Value) -> Response {
     response
 }
 
-fn header_value(text: &str) -> Result<HeaderValue, Failure> {
+pub(crate) fn header_value(text: &str) -> Result<HeaderValue, Failure> {
     HeaderValue::from_str(text)
         .map_err(|_| Failure::new(ErrorCode::Internal, "unrepresentable header value"))
 }
@@ -116,7 +130,7 @@ fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
 
-fn store_failure(e: StoreError) -> Failure {
+pub(crate) fn store_failure(e: StoreError) -> Failure {
     match e {
         StoreError::Conflict(message) => Failure::new(
             ErrorCode::Conflict,
@@ -183,6 +197,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{base}/{{resource}}/{{id}}/version/{{version}}"),
             get(retrieve_version),
         )
+        .merge(crate::replication::routes())
         .fallback(unknown_path)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_requests))
@@ -403,6 +418,21 @@ async fn live_head(
     }
 }
 
+/// Replicated entities belong to their origin: changing the copy here would fork it from what
+/// the bus announced, and the next replicated version would overwrite the change anyway.
+fn refuse_replica(head: &EntityVersion) -> Result<(), Failure> {
+    match &head.provenance {
+        Some(provenance) => Err(Failure::new(
+            ErrorCode::Forbidden,
+            format!(
+                "replicated from {}; change it at its origin",
+                provenance.origin
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_if_match(headers: &HeaderMap, version: u64) -> Result<(), Failure> {
     let Some(value) = headers.get(IF_MATCH) else {
         return Ok(());
@@ -464,6 +494,7 @@ async fn create(
     let entity = state
         .api
         .prepare_create(resource, input, &id, &href, now())?;
+    validate_audience(&entity).map_err(|m| Failure::new(ErrorCode::InvalidBody, m))?;
     let last_update = entity
         .get("lastUpdate")
         .and_then(Value::as_str)
@@ -494,10 +525,12 @@ async fn create(
 
 /// Answers `query` over every live head of `resource`, read page by page in id order; only
 /// the items the answer can contain are kept between pages. Returns the page and the total.
+/// Entities restricted to an audience are left out unless `include_restricted` (staff).
 async fn query_heads(
     state: &AppState,
     resource: &ResourceDescriptor,
     query: &Query,
+    include_restricted: bool,
 ) -> Result<(Vec<Value>, usize), Failure> {
     let mut collector = query.collector();
     let mut cursor = None;
@@ -508,7 +541,7 @@ async fn query_heads(
             .await
             .map_err(store_failure)?;
         for head in page.items {
-            if !head.deleted {
+            if !head.deleted && (include_restricted || restricted_audience(&head.body).is_none()) {
                 collector.push(head.body);
             }
         }
@@ -523,11 +556,16 @@ async fn list(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Answer {
     let Path(segment) = path.map_err(path_failure)?;
     let resource = descriptor(&state, &segment)?;
     let query = Query::parse(raw.as_deref().unwrap_or(""), &state.limits)?;
-    let (page, total) = query_heads(&state, resource, &query).await?;
+    let staff = is_staff(state.verifier.as_deref(), &headers)
+        .await
+        .map_err(refusal)?
+        .is_some();
+    let (page, total) = query_heads(&state, resource, &query, staff).await?;
     let status = if page.len() == total {
         StatusCode::OK
     } else {
@@ -541,15 +579,52 @@ async fn list(
     Ok(response)
 }
 
+fn refusal(refusal: ReadRefusal) -> Failure {
+    match refusal {
+        ReadRefusal::Forbidden(message) => Failure::new(ErrorCode::Forbidden, message),
+        ReadRefusal::Unavailable(message) => Failure::new(ErrorCode::ServiceUnavailable, message),
+    }
+}
+
+/// Lets the request read `body` if it is public, or if the caller is staff or a member of its
+/// `@audience` proven by a signed fetch of exactly this request target; 403 otherwise.
+async fn admit_reader(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    body: &Value,
+) -> Result<(), Failure> {
+    let Some(audience) = restricted_audience(body) else {
+        return Ok(());
+    };
+    let gate = ReadGate {
+        verifier: state.verifier.as_deref(),
+        members: state.members.as_deref(),
+        now_unix: unix_now(),
+    };
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let reader = gate
+        .check(headers, method.as_str(), target, &audience)
+        .await
+        .map_err(refusal)?;
+    tracing::debug!(?reader, target, "restricted read admitted");
+    Ok(())
+}
+
 async fn retrieve(
     State(state): State<Arc<AppState>>,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(raw): RawQuery,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Answer {
     let Path((segment, id)) = path.map_err(path_failure)?;
     let resource = descriptor(&state, &segment)?;
     let query = Query::parse_selection(raw.as_deref().unwrap_or(""), &state.limits)?;
     let head = live_head(&state, resource, &id).await?;
+    admit_reader(&state, &headers, &method, &uri, &head.body).await?;
     if query.fields.is_none() {
         return entity_response(StatusCode::OK, &head.body, head.version);
     }
@@ -560,6 +635,9 @@ async fn retrieve_version(
     State(state): State<Arc<AppState>>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     RawQuery(raw): RawQuery,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Answer {
     let Path((segment, id, version_text)) = path.map_err(path_failure)?;
     let resource = descriptor(&state, &segment)?;
@@ -581,6 +659,9 @@ async fn retrieve_version(
         .version(resource.name, &id, version)
         .await
         .map_err(store_failure)?;
+    if let Some(v) = found.as_ref().filter(|v| !v.deleted) {
+        admit_reader(&state, &headers, &method, &uri, &v.body).await?;
+    }
     match found {
         Some(v) if !v.deleted && query.fields.is_none() => {
             entity_response(StatusCode::OK, &v.body, v.version)
@@ -612,6 +693,7 @@ async fn patch(
     let bytes = read_body(body, &parts.headers, state.max_body_bytes).await?;
     let document = parse_json(&bytes)?;
     let head = live_head(&state, resource, &id).await?;
+    refuse_replica(&head)?;
     check_if_match(&parts.headers, head.version)?;
     let outcome = state
         .api
@@ -619,6 +701,7 @@ async fn patch(
     let PatchOutcome::Changed { body, events } = outcome else {
         return entity_response(StatusCode::OK, &head.body, head.version);
     };
+    validate_audience(&body).map_err(|m| Failure::new(ErrorCode::InvalidBody, m))?;
     let change = if events.contains(&EventKind::StateChange) {
         ChangeKind::StateChange
     } else {
@@ -659,6 +742,7 @@ async fn remove(
     let resource = descriptor(&state, &segment)?;
     let principal = authorize(&state, &headers).await?;
     let head = live_head(&state, resource, &id).await?;
+    refuse_replica(&head)?;
     check_if_match(&headers, head.version)?;
     let version = head.version + 1;
     let tombstone = EntityVersion {

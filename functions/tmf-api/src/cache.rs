@@ -17,16 +17,18 @@
 //! store and inserts it after a writer inserted `k + 1` changes nothing. A write is inserted
 //! only after the store accepted it, before the handler answers, so a client that got the
 //! answer to its write reads that version or a newer one. A failed write drops the entry
-//! (the store may or may not have applied it). Lists, versions, the outbox and the
-//! subscriptions go to the store.
+//! (the store may or may not have applied it). A replica the store applied replaces the
+//! cached head like a local write does; one it refused drops the entry. Lists, versions, the
+//! outbox, the subscriptions and the replication records, audit trail and dead letters go
+//! to the store.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use dome_catalog_store::{
-    CatalogStore, ChangeKind, EntityVersion, HeadPage, OutboxEntry, Provenance, StoreError,
-    Subscription,
+    AuditRecord, CatalogStore, ChangeKind, DeadLetter, EntityVersion, HeadPage, OutboxEntry, Page,
+    Provenance, Record, ReplicaOutcome, StoreError, Subscription,
 };
 
 type Key = (String, String);
@@ -245,6 +247,62 @@ impl CatalogStore for HeadCache {
     async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.inner.subscriptions().await
     }
+
+    async fn apply_replica(&self, replica: EntityVersion) -> Result<ReplicaOutcome, StoreError> {
+        let head = replica.clone();
+        let result = self.inner.apply_replica(replica).await;
+        match &result {
+            // Without this, reads would go on serving the head cached before the replica.
+            Ok(ReplicaOutcome::Applied) => self.remember(&head),
+            // The store holds a newer head than the replica; what is cached (if anything) was
+            // read from or written through the store and stays right.
+            Ok(ReplicaOutcome::Stale { .. }) => {}
+            // Refused or maybe applied: let the next read load the head from the store.
+            Err(_) => self.forget(&head.resource, &head.id),
+        }
+        result
+    }
+
+    async fn get_record(&self, name: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.get_record(name).await
+    }
+
+    async fn put_record(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.inner.put_record(name, value, expected).await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+        self.inner.append_audit(record).await
+    }
+
+    async fn audit(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>, StoreError> {
+        self.inner.audit(cursor, limit).await
+    }
+
+    async fn put_dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        self.inner.put_dead_letter(letter).await
+    }
+
+    async fn dead_letters(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<DeadLetter>, StoreError> {
+        self.inner.dead_letters(cursor, limit).await
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        self.inner.dead_letter_count().await
+    }
 }
 
 #[cfg(test)]
@@ -371,5 +429,71 @@ mod tests {
         cache.remember(&version("d", 1, false));
         assert_eq!(cache.len(), 2);
         assert!(cache.cached("productOffering", "b").is_some());
+    }
+
+    fn replica(id: &str, n: u64, deleted: bool) -> EntityVersion {
+        EntityVersion {
+            provenance: Some(Provenance {
+                origin: "member-b".into(),
+                height: 10 + n,
+                tx_hash: format!("tx-{id}-{n}"),
+                content_hash: format!("{n:064x}"),
+            }),
+            ..version(id, n, deleted)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_applied_replica_replaces_the_cached_head() {
+        let (_dir, inner) = store();
+        let cache = HeadCache::new(inner.clone(), 10);
+        let first = replica("r", 2, false);
+        assert_eq!(
+            cache.apply_replica(first.clone()).await,
+            Ok(ReplicaOutcome::Applied)
+        );
+        // cached by the write, or by this read: either way the next reads come from memory
+        assert_eq!(cache.head("productOffering", "r").await, Ok(Some(first)));
+        assert!(cache.cached("productOffering", "r").is_some());
+
+        let newer = replica("r", 5, false);
+        assert_eq!(
+            cache.apply_replica(newer.clone()).await,
+            Ok(ReplicaOutcome::Applied)
+        );
+        assert_eq!(cache.cached("productOffering", "r").unwrap().version, 5);
+        assert_eq!(
+            cache.head("productOffering", "r").await,
+            Ok(Some(newer.clone()))
+        );
+        assert_eq!(inner.head("productOffering", "r").await, Ok(Some(newer)));
+
+        // a stale replica changes neither the store nor the cache
+        assert_eq!(
+            cache.apply_replica(replica("r", 3, false)).await,
+            Ok(ReplicaOutcome::Stale { held_version: 5 })
+        );
+        assert_eq!(cache.cached("productOffering", "r").unwrap().version, 5);
+
+        // a tombstone replica is served as the head at once
+        let gone = replica("r", 6, true);
+        assert_eq!(
+            cache.apply_replica(gone.clone()).await,
+            Ok(ReplicaOutcome::Applied)
+        );
+        assert_eq!(cache.head("productOffering", "r").await, Ok(Some(gone)));
+
+        // a refused replica over a local entity leaves what the store holds visible
+        let local = version("l", 1, false);
+        cache
+            .create(local.clone(), ChangeKind::Create)
+            .await
+            .unwrap();
+        assert!(matches!(
+            cache.apply_replica(replica("l", 2, false)).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(cache.head("productOffering", "l").await, Ok(Some(local)));
+        assert!(cache.outbox_after(0, 10).await.unwrap().len() == 1);
     }
 }

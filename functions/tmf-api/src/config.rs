@@ -32,6 +32,12 @@ pub enum StoreConfig {
 pub enum AuthConfig {
     /// Static bearer tokens.
     Tokens(Vec<String>),
+    /// JWTs of an identity provider (`DOME_AUTH=jwt`; see `jwt.rs`).
+    Jwt {
+        issuer: String,
+        audience: String,
+        jwks_url: String,
+    },
     /// No authentication at all: only for local conformance runs, refused on Lambda.
     Disabled,
 }
@@ -65,6 +71,19 @@ pub struct Config {
     pub head_cache: usize,
     /// Most threads tokio's blocking pool may start (`DOME_BLOCKING_THREADS`).
     pub blocking_threads: usize,
+    /// Hub notifications go to this SQS queue (`DOME_NOTIFY_QUEUE_URL`), for the notifier
+    /// function to deliver; unset: delivered by this process.
+    pub notify_queue_url: Option<String>,
+    /// Whether callbacks may be on loopback, private, link-local or other non-public
+    /// addresses (`DOME_CALLBACK_ALLOW_PRIVATE`; default: false on Lambda, true locally).
+    pub callback_allow_private: bool,
+    /// CometBFT RPC URLs to read the member registry from (`DOME_BUS_RPC`, comma-separated,
+    /// tried in turn). Empty: signed fetches are not checked, so restricted versions are
+    /// served to bearer-token callers only.
+    pub bus_rpc: Vec<String>,
+    /// This marketplace's member id on the bus (`DOME_MEMBER_ID`), shown by the replication
+    /// status.
+    pub member_id: Option<dome_events::MemberId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +157,25 @@ impl Config {
                 }
                 AuthConfig::Tokens(tokens)
             }
+            Some("jwt") => {
+                let required = |name: &'static str| {
+                    get(name)
+                        .map(|v| v.trim().to_string())
+                        .ok_or_else(|| err(name, "required with DOME_AUTH=jwt"))
+                };
+                let jwks_url = required("DOME_JWKS_URL")?;
+                if !crate::jwt::acceptable_jwks_url(&jwks_url) {
+                    return Err(err(
+                        "DOME_JWKS_URL",
+                        "must be https:// (http:// only to a loopback address)",
+                    ));
+                }
+                AuthConfig::Jwt {
+                    issuer: required("DOME_JWT_ISSUER")?,
+                    audience: required("DOME_JWT_AUDIENCE")?,
+                    jwks_url,
+                }
+            }
             Some("none") if lambda => {
                 return Err(err("DOME_AUTH", "none is refused on Lambda"));
             }
@@ -145,7 +183,7 @@ impl Config {
             Some(other) => {
                 return Err(err(
                     "DOME_AUTH",
-                    format!("{other:?}: expected tokens or none"),
+                    format!("{other:?}: expected tokens, jwt or none"),
                 ))
             }
         };
@@ -174,6 +212,25 @@ impl Config {
             })?,
         };
 
+        let notify_queue_url = get("DOME_NOTIFY_QUEUE_URL").map(|u| u.trim().to_string());
+        if let Some(url) = &notify_queue_url {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                return Err(err("DOME_NOTIFY_QUEUE_URL", "must be an SQS queue URL"));
+            }
+        }
+        let callback_allow_private =
+            match get("DOME_CALLBACK_ALLOW_PRIVATE").as_deref().map(str::trim) {
+                None => !lambda,
+                Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    return Err(err(
+                        "DOME_CALLBACK_ALLOW_PRIVATE",
+                        format!("{other:?}: expected true or false"),
+                    ))
+                }
+            };
+
         let log_format = match get("DOME_LOG_FORMAT").as_deref().map(str::trim) {
             None if lambda => LogFormat::Json,
             None => LogFormat::Text,
@@ -187,6 +244,21 @@ impl Config {
             }
         };
 
+        let bus_rpc = match get("DOME_BUS_RPC") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(check_rpc_url)
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let member_id = get("DOME_MEMBER_ID")
+            .map(|id| {
+                dome_events::MemberId::new(id.trim()).map_err(|e| err("DOME_MEMBER_ID", e.reason))
+            })
+            .transpose()?;
+
         Ok(Self {
             lambda,
             listen,
@@ -199,6 +271,10 @@ impl Config {
             log_format,
             head_cache,
             blocking_threads,
+            notify_queue_url,
+            callback_allow_private,
+            bus_rpc,
+            member_id,
         })
     }
 }
@@ -239,6 +315,23 @@ fn check_base_url(url: &str) -> Result<String, ConfigError> {
     Ok(url.to_string())
 }
 
+/// An absolute http(s) URL of a CometBFT RPC endpoint, without a trailing slash.
+fn check_rpc_url(url: &str) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| err("DOME_BUS_RPC", format!("{url:?} is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host_str().is_none_or(str::is_empty)
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
+        return Err(err(
+            "DOME_BUS_RPC",
+            format!("{url:?} is not an RPC URL like http://host:26657"),
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +365,22 @@ mod tests {
         assert_eq!(c.head_cache, DEFAULT_HEAD_CACHE);
         assert_eq!(c.blocking_threads, default_blocking_threads());
         assert!(c.blocking_threads >= 2);
+        assert!(c.bus_rpc.is_empty());
+        assert_eq!(c.member_id, None);
+        let federated = config(&[
+            ("DOME_AUTH", "none"),
+            (
+                "DOME_BUS_RPC",
+                " http://127.0.0.1:26657/ , https://rpc.example",
+            ),
+            ("DOME_MEMBER_ID", "member-a"),
+        ])
+        .unwrap();
+        assert_eq!(
+            federated.bus_rpc,
+            ["http://127.0.0.1:26657", "https://rpc.example"]
+        );
+        assert_eq!(federated.member_id.unwrap().as_str(), "member-a");
         let tuned = config(&[
             ("DOME_AUTH", "none"),
             ("DOME_HEAD_CACHE", "0"),
@@ -288,6 +397,75 @@ mod tests {
         assert_eq!(default_base_url(any.listen), "http://127.0.0.1:9000");
         assert_eq!(any.addr_file, Some(PathBuf::from("/tmp/addr")));
         assert_eq!(any.auth, AuthConfig::Disabled);
+    }
+
+    #[test]
+    fn jwt_and_notification_settings() {
+        let c = config(&[
+            ("AWS_LAMBDA_RUNTIME_API", "x"),
+            ("DOME_AUTH", "jwt"),
+            ("DOME_JWT_ISSUER", "https://idp.example"),
+            ("DOME_JWT_AUDIENCE", "catalogue"),
+            ("DOME_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
+            (
+                "DOME_NOTIFY_QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/notify",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.auth,
+            AuthConfig::Jwt {
+                issuer: "https://idp.example".into(),
+                audience: "catalogue".into(),
+                jwks_url: "https://idp.example/.well-known/jwks.json".into(),
+            }
+        );
+        assert_eq!(
+            c.notify_queue_url.as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/1/notify")
+        );
+        assert!(
+            !c.callback_allow_private,
+            "private callbacks refused on Lambda"
+        );
+        let local = config(&[("DOME_AUTH", "none")]).unwrap();
+        assert!(local.callback_allow_private && local.notify_queue_url.is_none());
+        let strict = config(&[
+            ("DOME_AUTH", "none"),
+            ("DOME_CALLBACK_ALLOW_PRIVATE", "false"),
+        ]);
+        assert!(!strict.unwrap().callback_allow_private);
+        for (vars, var) in [
+            (vec![("DOME_AUTH", "jwt")], "DOME_JWKS_URL"),
+            (
+                vec![
+                    ("DOME_AUTH", "jwt"),
+                    ("DOME_JWKS_URL", "http://idp.example/jwks"),
+                ],
+                "DOME_JWKS_URL",
+            ),
+            (
+                vec![
+                    ("DOME_AUTH", "jwt"),
+                    ("DOME_JWKS_URL", "http://127.0.0.1:1/jwks"),
+                ],
+                "DOME_JWT_ISSUER",
+            ),
+            (
+                vec![
+                    ("DOME_AUTH", "none"),
+                    ("DOME_CALLBACK_ALLOW_PRIVATE", "yes"),
+                ],
+                "DOME_CALLBACK_ALLOW_PRIVATE",
+            ),
+            (
+                vec![("DOME_AUTH", "none"), ("DOME_NOTIFY_QUEUE_URL", "notify")],
+                "DOME_NOTIFY_QUEUE_URL",
+            ),
+        ] {
+            assert_eq!(config(&vars).unwrap_err().var, var, "{vars:?}");
+        }
     }
 
     #[test]
@@ -371,6 +549,21 @@ mod tests {
             (
                 vec![("DOME_AUTH", "none"), ("DOME_PUBLIC_BASE_URL", "https://")],
                 "DOME_PUBLIC_BASE_URL",
+            ),
+            (
+                vec![
+                    ("DOME_AUTH", "none"),
+                    ("DOME_BUS_RPC", "tcp://127.0.0.1:26657"),
+                ],
+                "DOME_BUS_RPC",
+            ),
+            (
+                vec![("DOME_AUTH", "none"), ("DOME_BUS_RPC", "127.0.0.1:26657")],
+                "DOME_BUS_RPC",
+            ),
+            (
+                vec![("DOME_AUTH", "none"), ("DOME_MEMBER_ID", "Member A")],
+                "DOME_MEMBER_ID",
             ),
         ] {
             assert_eq!(config(&vars).unwrap_err().var, var, "{vars:?}");

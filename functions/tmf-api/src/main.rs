@@ -9,8 +9,10 @@ use dome_catalog_store::{CatalogStore, EmbeddedStore};
 use dome_tmf::{ApiSpec, QueryLimits};
 use dome_tmf_api::auth::TokenVerifier;
 use dome_tmf_api::config::{default_base_url, AuthConfig, Config, LogFormat, StoreConfig};
-use dome_tmf_api::notify::{HttpTransport, InProcessNotifier, RetryPolicy};
-use dome_tmf_api::{router, AppState, HeadCache, StaticTokens};
+use dome_tmf_api::jwt::{JwtSettings, JwtVerifier};
+use dome_tmf_api::members::MemberDirectory;
+use dome_tmf_api::notify::{HttpTransport, InProcessNotifier, NotificationSink, RetryPolicy};
+use dome_tmf_api::{router, AppState, BusMemberDirectory, HeadCache, StaticTokens};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc malloc: cheaper allocation on the request path (GET by id about
@@ -81,6 +83,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let verifier: Option<Arc<dyn TokenVerifier>> = match &config.auth {
         AuthConfig::Tokens(tokens) => Some(Arc::new(StaticTokens::new(tokens))),
+        AuthConfig::Jwt {
+            issuer,
+            audience,
+            jwks_url,
+        } => {
+            let settings = JwtSettings::new(issuer.clone(), audience.clone(), jwks_url.clone());
+            tracing::info!(%issuer, %audience, %jwks_url, "JWT authentication");
+            Some(Arc::new(
+                JwtVerifier::new(settings).context("DOME_AUTH=jwt")?,
+            ))
+        }
         AuthConfig::Disabled => {
             tracing::warn!("DOME_AUTH=none: anyone can change this catalogue");
             None
@@ -90,13 +103,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_limit: config.max_limit,
         ..QueryLimits::default()
     };
-    let transport = Arc::new(HttpTransport::new(DELIVERY_TIMEOUT).context("HTTP client")?);
-    let notifier = Arc::new(InProcessNotifier::start(
-        Arc::clone(&store),
-        transport,
-        RetryPolicy::default(),
-        limits.clone(),
-    ));
+    let notifier = notification_sink(&config, &store, &limits).await?;
+    let members: Option<Arc<dyn MemberDirectory>> = if config.bus_rpc.is_empty() {
+        tracing::info!(
+            "DOME_BUS_RPC unset: restricted versions are served to bearer-token callers only"
+        );
+        None
+    } else {
+        let directory = BusMemberDirectory::new(config.bus_rpc.clone())
+            .map_err(|e| anyhow!("member registry: {e}"))?;
+        Some(Arc::new(directory))
+    };
     let mut state = AppState {
         api,
         store,
@@ -105,6 +122,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         public_base_url: config.public_base_url.clone(),
         max_body_bytes: config.max_body_bytes,
         limits,
+        members,
+        member_id: config.member_id.clone(),
     };
 
     if config.lambda {
@@ -132,6 +151,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where hub notifications go: the SQS queue of `DOME_NOTIFY_QUEUE_URL` (the notifier
+/// function delivers them), else this process's own delivery worker.
+async fn notification_sink(
+    config: &Config,
+    store: &Arc<dyn CatalogStore>,
+    limits: &QueryLimits,
+) -> anyhow::Result<Arc<dyn NotificationSink>> {
+    if let Some(url) = &config.notify_queue_url {
+        #[cfg(feature = "sqs")]
+        {
+            tracing::info!(queue = %url, "hub notifications through SQS");
+            let queue = dome_queue_sqs::SqsQueue::connect(url.clone()).await;
+            return Ok(Arc::new(dome_tmf_api::notify::SqsNotificationSink::new(
+                queue,
+            )));
+        }
+        #[cfg(not(feature = "sqs"))]
+        return Err(anyhow!(
+            "DOME_NOTIFY_QUEUE_URL={url}: this binary was built without the `sqs` feature"
+        ));
+    }
+    if !config.callback_allow_private {
+        tracing::info!("callbacks on non-public addresses refused");
+    }
+    let transport = Arc::new(HttpTransport::with_private_callbacks(
+        DELIVERY_TIMEOUT,
+        config.callback_allow_private,
+    ));
+    Ok(Arc::new(InProcessNotifier::start(
+        Arc::clone(store),
+        transport,
+        RetryPolicy::default(),
+        limits.clone(),
+    )))
 }
 
 /// mimalloc asks for transparent huge pages on its arenas (madvise); each touched 2 MiB page

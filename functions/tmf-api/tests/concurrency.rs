@@ -66,6 +66,57 @@ impl CatalogStore for Racing {
     async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.inner.subscriptions().await
     }
+
+    // The replication methods play no part in the race; they go straight to the store.
+    async fn apply_replica(
+        &self,
+        version: EntityVersion,
+    ) -> Result<dome_catalog_store::ReplicaOutcome, StoreError> {
+        self.inner.apply_replica(version).await
+    }
+    async fn get_record(
+        &self,
+        name: &str,
+    ) -> Result<Option<dome_catalog_store::Record>, StoreError> {
+        self.inner.get_record(name).await
+    }
+    async fn put_record(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.inner.put_record(name, value, expected).await
+    }
+    async fn append_audit(
+        &self,
+        record: dome_catalog_store::AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.append_audit(record).await
+    }
+    async fn audit(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<dome_catalog_store::Page<dome_catalog_store::AuditRecord>, StoreError> {
+        self.inner.audit(cursor, limit).await
+    }
+    async fn put_dead_letter(
+        &self,
+        letter: dome_catalog_store::DeadLetter,
+    ) -> Result<(), StoreError> {
+        self.inner.put_dead_letter(letter).await
+    }
+    async fn dead_letters(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<dome_catalog_store::Page<dome_catalog_store::DeadLetter>, StoreError> {
+        self.inner.dead_letters(cursor, limit).await
+    }
+    async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        self.inner.dead_letter_count().await
+    }
 }
 
 fn racing_harness() -> (Harness, Arc<AtomicBool>) {

@@ -119,6 +119,8 @@ impl Harness {
             public_base_url: options.public_base_url,
             max_body_bytes: options.max_body_bytes,
             limits,
+            members: None,
+            member_id: None,
         };
         Self {
             router: router(state),

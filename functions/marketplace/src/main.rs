@@ -1,0 +1,226 @@
+//! `dome-marketplace`: one self-hosted marketplace in one process, the way the local
+//! federation runs them. The TMF620 API (the same router as the `tmf-api` function) and the
+//! replication workers share the embedded store, which only one process may open:
+//!
+//! - the publisher announces this marketplace's outbox on the bus;
+//! - the relay follows the bus and hands the events meant for this marketplace straight to
+//!   the replicator (the in-process queue), advancing its checkpoint once they are settled.
+//!
+//! Configuration: the `tmf-api` variables (functions/tmf-api/README.md) with
+//! `DOME_MEMBER_ID` and `DOME_BUS_RPC` required, plus `DOME_SIGNING_KEY_FILE` (a file holding
+//! the member's base64 ed25519 seed) and `DOME_REPLICATION=off` to serve the API alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use dome_bus_client::BusClient;
+use dome_catalog_store::{CatalogStore, EmbeddedStore};
+use dome_events::{MemberId, MemberKeypair};
+use dome_replication::fetch::HttpFetcher;
+use dome_replication::publisher::{Publisher, PublisherConfig};
+use dome_replication::relay::{DirectHandoff, Relay, RelayConfig};
+use dome_replication::replicator::{Replicator, ReplicatorConfig};
+use dome_tmf::{ApiSpec, QueryLimits};
+use dome_tmf_api::auth::TokenVerifier;
+use dome_tmf_api::config::{default_base_url, AuthConfig, Config, LogFormat, StoreConfig};
+use dome_tmf_api::members::MemberDirectory;
+use dome_tmf_api::notify::{HttpTransport, InProcessNotifier, RetryPolicy};
+use dome_tmf_api::{router, AppState, BusMemberDirectory, HeadCache, StaticTokens};
+use tracing_subscriber::EnvFilter;
+
+/// Timeout of one RPC call to a validator.
+const BUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Timeout of one fetch from an origin.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before trying again to take the relay lease held by another process.
+const LEASE_RETRY: Duration = Duration::from_secs(2);
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+struct Replication {
+    member: MemberId,
+    bus: BusClient,
+    key: Arc<MemberKeypair>,
+}
+
+fn replication_config(config: &Config) -> anyhow::Result<Option<Replication>> {
+    if std::env::var("DOME_REPLICATION").is_ok_and(|v| v.trim() == "off") {
+        return Ok(None);
+    }
+    let member = config
+        .member_id
+        .clone()
+        .ok_or_else(|| anyhow!("DOME_MEMBER_ID: required (or DOME_REPLICATION=off)"))?;
+    if config.bus_rpc.is_empty() {
+        bail!("DOME_BUS_RPC: required (or DOME_REPLICATION=off)");
+    }
+    let key_file = std::env::var("DOME_SIGNING_KEY_FILE")
+        .map_err(|_| anyhow!("DOME_SIGNING_KEY_FILE: required (or DOME_REPLICATION=off)"))?;
+    let seed = std::fs::read_to_string(&key_file)
+        .with_context(|| format!("DOME_SIGNING_KEY_FILE: reading {key_file}"))?;
+    let key = MemberKeypair::from_base64_seed(seed.trim()).map_err(|e| {
+        anyhow!("DOME_SIGNING_KEY_FILE: {key_file} is not a base64 ed25519 seed: {e}")
+    })?;
+    let bus = BusClient::new(config.bus_rpc.clone(), BUS_TIMEOUT)
+        .map_err(|e| anyhow!("DOME_BUS_RPC: {e}"))?;
+    Ok(Some(Replication {
+        member,
+        bus,
+        key: Arc::new(key),
+    }))
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    match &config.store {
+        StoreConfig::Embedded { data_dir } => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating DOME_DATA_DIR {}", data_dir.display()))?;
+            let file = data_dir.join("catalog.redb");
+            let store = EmbeddedStore::open(&file)
+                .with_context(|| format!("opening the embedded store {}", file.display()))?;
+            if config.head_cache == 0 {
+                return Ok(Arc::new(store));
+            }
+            Ok(Arc::new(HeadCache::new(Arc::new(store), config.head_cache)))
+        }
+        StoreConfig::DynamoDb { .. } => {
+            bail!("DOME_STORE: dome-marketplace runs on the embedded store only")
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    init_tracing(config.log_format);
+    let replication = replication_config(&config)?;
+    let api = Arc::new(ApiSpec::tmf620().context("loading the TMF620 definitions")?);
+    let store = open_store(&config)?;
+    let verifier: Option<Arc<dyn TokenVerifier>> = match &config.auth {
+        AuthConfig::Tokens(tokens) => Some(Arc::new(StaticTokens::new(tokens))),
+        _ => None,
+    };
+    let limits = QueryLimits {
+        max_limit: config.max_limit,
+        ..QueryLimits::default()
+    };
+    let transport = Arc::new(HttpTransport::new(Duration::from_secs(10)).context("HTTP client")?);
+    let notifier = Arc::new(InProcessNotifier::start(
+        Arc::clone(&store),
+        transport,
+        RetryPolicy::default(),
+        limits.clone(),
+    ));
+    let members: Option<Arc<dyn MemberDirectory>> = if config.bus_rpc.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            BusMemberDirectory::new(config.bus_rpc.clone())
+                .map_err(|e| anyhow!("member registry: {e}"))?,
+        ))
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding DOME_LISTEN {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        api,
+        store: Arc::clone(&store),
+        verifier,
+        notifier,
+        public_base_url: Some(
+            config
+                .public_base_url
+                .clone()
+                .unwrap_or_else(|| default_base_url(addr)),
+        ),
+        max_body_bytes: config.max_body_bytes,
+        limits,
+        members,
+        member_id: config.member_id.clone(),
+    };
+    if let Some(replication) = replication {
+        start_workers(Arc::clone(&store), replication)?;
+    }
+    tracing::info!(%addr, "listening");
+    if let Some(file) = &config.addr_file {
+        std::fs::write(file, addr.to_string())
+            .with_context(|| format!("writing DOME_ADDR_FILE {}", file.display()))?;
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(())
+}
+
+/// Starts the publisher and the relay (which drives the replicator) as tasks. They run until
+/// the process ends: every step they take is durable or repeatable, so stopping them at any
+/// point loses nothing.
+fn start_workers(store: Arc<dyn CatalogStore>, replication: Replication) -> anyhow::Result<()> {
+    let Replication { member, bus, key } = replication;
+    let publisher = Publisher::new(
+        Arc::clone(&store),
+        bus.clone(),
+        Arc::clone(&key),
+        PublisherConfig::new(member.clone()),
+    );
+    tokio::spawn(async move {
+        loop {
+            match publisher.run(None, false).await {
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "publisher stopped; restarting"),
+            }
+            tokio::time::sleep(LEASE_RETRY).await;
+        }
+    });
+    let fetcher = HttpFetcher::new(member.clone(), key, FETCH_TIMEOUT)
+        .map_err(|e| anyhow!("fetch client: {e}"))?;
+    let replicator = Arc::new(Replicator::new(
+        Arc::clone(&store),
+        Arc::new(fetcher),
+        ReplicatorConfig::default(),
+    ));
+    let holder = format!("dome-marketplace/{}", std::process::id());
+    let relay = Relay::new(
+        store,
+        bus,
+        Arc::new(DirectHandoff::new(replicator)),
+        RelayConfig::new(member, holder),
+    );
+    tokio::spawn(async move {
+        loop {
+            match relay.run(None).await {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "relay stopped; restarting"),
+            }
+            tokio::time::sleep(LEASE_RETRY).await;
+        }
+    });
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}
