@@ -9,6 +9,12 @@
 //! ```
 //!
 //! Member `i` uses the published test key `i`, so a federation directory holds no secret.
+//!
+//! [`Federation::use_dynamodb`] puts a marketplace on DynamoDB and an SQS FIFO replication
+//! queue served by a moto server that this value starts and keeps until it is dropped
+//! (moto keeps everything in memory: that marketplace's catalogue lasts as long as the
+//! federation runs). `<dir>/market-<x>/aws.json` records the endpoint and the queues, for
+//! `status`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +25,9 @@ use dome_events::genesis::GenesisAppState;
 use dome_events::test_keys;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use dome_queue_sqs::testing as sqs_testing;
+use dome_store_dynamodb::testing::MotoServer;
 
 use crate::ports::pick_free_ports;
 use crate::process::{terminate_all, ManagedChild};
@@ -103,7 +112,53 @@ pub struct Federation {
     bin: PathBuf,
     bus_rpc: Vec<String>,
     extra_env: Vec<Vec<(String, String)>>,
+    /// Declared after the children, so `Drop` stops the marketplaces before moto goes.
+    aws: Option<LocalAws>,
 }
+
+/// The moto server of the marketplaces on AWS services and the runtime its clients use.
+#[derive(Debug)]
+struct LocalAws {
+    moto: MotoServer,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// Settings of a marketplace on DynamoDB and SQS ([`Federation::use_dynamodb`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// Receives of a replication message before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Visibility timeout of the replicator's receives (how soon a crashed consumer's
+    /// messages come back).
+    pub visibility_seconds: u32,
+    /// Longest retry delay.
+    pub backoff_cap_seconds: u32,
+}
+
+impl Default for AwsOptions {
+    fn default() -> Self {
+        AwsOptions {
+            max_attempts: 5,
+            visibility_seconds: 30,
+            backoff_cap_seconds: 60,
+        }
+    }
+}
+
+/// What `<dir>/market-<x>/aws.json` records of a marketplace on AWS services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsResources {
+    pub endpoint: String,
+    pub table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+/// A message parked in a dead-letter queue: its body and its (name, value) attributes.
+pub type ParkedMessage = (String, Vec<(String, String)>);
+
+/// File of [`AwsResources`] in a marketplace's home.
+pub const AWS_FILE: &str = "aws.json";
 
 impl Federation {
     /// Writes the manifest and the key files for `markets` into `dir`.
@@ -147,6 +202,7 @@ impl Federation {
             bin: bin.into(),
             bus_rpc,
             extra_env: vec![Vec::new(); count],
+            aws: None,
         })
     }
 
@@ -189,6 +245,138 @@ impl Federation {
     /// Extra environment for marketplace `i` (e.g. another store), applied at its next start.
     pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) {
         self.extra_env[i] = env;
+    }
+
+    /// Puts marketplace `i` on DynamoDB and SQS: starts the moto server (once per
+    /// federation), creates the table and the FIFO replication queue with its FIFO
+    /// dead-letter queue, and sets the marketplace's environment (replacing what
+    /// [`set_env`](Self::set_env) gave) for its next start.
+    pub fn use_dynamodb(&mut self, i: usize, options: &AwsOptions) -> Result<AwsResources> {
+        if self.aws.is_none() {
+            // A current-thread runtime runs on this thread, which moto's parent-death signal
+            // follows: moto lives exactly as long as whoever holds this federation.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a runtime for the AWS clients")?;
+            let moto = runtime
+                .block_on(MotoServer::start())
+                .context("starting the moto server (local/moto.sh installs it)")?;
+            self.aws = Some(LocalAws { moto, runtime });
+        }
+        let Some(aws) = self.aws.as_ref() else {
+            bail!("the moto server is not running");
+        };
+        let name = self.markets[i].name.clone();
+        let table = format!("dome-market-{name}");
+        let endpoint = aws.moto.endpoint();
+        let (queue_url, dlq_url) = aws.runtime.block_on(async {
+            aws.moto
+                .store(&table)
+                .await
+                .with_context(|| format!("creating the table {table}"))?;
+            let sqs = sqs_testing::client(&endpoint);
+            // The redrive policy is only a backstop above the replicator's own bound.
+            sqs_testing::create_queue_with_dlq(
+                &sqs,
+                &format!("dome-replication-{name}"),
+                true,
+                options.max_attempts + 2,
+            )
+            .await
+            .context("creating the replication queues")
+        })?;
+        let resources = AwsResources {
+            endpoint,
+            table: table.clone(),
+            queue_url: queue_url.clone(),
+            dlq_url: dlq_url.clone(),
+        };
+        let text = serde_json::to_string_pretty(&resources).context("serialising aws.json")?;
+        std::fs::write(self.home(i).join(AWS_FILE), text)
+            .with_context(|| format!("writing {}", self.home(i).join(AWS_FILE).display()))?;
+        let mut env: Vec<(String, String)> = aws
+            .moto
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        env.extend([
+            ("DOME_STORE".to_owned(), "dynamodb".to_owned()),
+            ("DOME_TABLE".to_owned(), table),
+            ("DOME_REPLICATION_QUEUE_URL".to_owned(), queue_url),
+            ("DOME_REPLICATION_DLQ_URL".to_owned(), dlq_url),
+            (
+                "DOME_MAX_ATTEMPTS".to_owned(),
+                options.max_attempts.to_string(),
+            ),
+            (
+                "DOME_REPLICATION_VISIBILITY_SECONDS".to_owned(),
+                options.visibility_seconds.to_string(),
+            ),
+            (
+                "DOME_REPLICATION_BACKOFF_CAP_SECONDS".to_owned(),
+                options.backoff_cap_seconds.to_string(),
+            ),
+        ]);
+        self.set_env(i, env);
+        Ok(resources)
+    }
+
+    /// The AWS resources of marketplace `i`, if it runs on DynamoDB and SQS.
+    pub fn aws_resources(&self, i: usize) -> Result<Option<AwsResources>> {
+        let path = self.home(i).join(AWS_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        ))
+    }
+
+    /// Messages in the SQS dead-letter queue of marketplace `i` (`None` unless it runs on
+    /// SQS). Works from any process: it reads the queue recorded in `aws.json`.
+    pub fn sqs_dead_letters(&self, i: usize) -> Result<Option<u64>> {
+        let Some(resources) = self.aws_resources(i)? else {
+            return Ok(None);
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting a runtime for the SQS client")?;
+        let depth = runtime.block_on(async {
+            let queue = dome_queue_sqs::SqsQueue::new(
+                sqs_testing::client(&resources.endpoint),
+                resources.dlq_url.clone(),
+            );
+            queue.approximate_depth().await
+        })?;
+        Ok(Some(depth))
+    }
+
+    /// The messages in the SQS dead-letter queue of marketplace `i`, as (body, attributes),
+    /// left in the queue (received with a zero visibility timeout).
+    pub fn sqs_dead_letter_messages(&self, i: usize) -> Result<Vec<ParkedMessage>> {
+        let Some(resources) = self.aws_resources(i)? else {
+            bail!("marketplace {} does not run on SQS", self.markets[i].name);
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting a runtime for the SQS client")?;
+        let messages = runtime.block_on(async {
+            let queue = dome_queue_sqs::SqsQueue::new(
+                sqs_testing::client(&resources.endpoint),
+                resources.dlq_url.clone(),
+            );
+            queue.receive(10, 1, 0).await
+        })?;
+        Ok(messages
+            .into_iter()
+            .map(|m| (m.body, m.attributes))
+            .collect())
     }
 
     /// Starts marketplace `i` (no-op if this value already runs it).

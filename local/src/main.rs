@@ -116,6 +116,10 @@ struct UpArgs {
     /// Do not seed the demo catalogue on the first marketplace of a new federation
     #[arg(long)]
     no_seed: bool,
+    /// Run marketplace NAME (e.g. `b`) on DynamoDB and SQS FIFO, served by a moto server
+    /// this command starts (install it with local/moto.sh); its data lasts while the net runs
+    #[arg(long, value_name = "NAME")]
+    dynamodb: Option<String>,
 }
 
 fn main() {
@@ -187,6 +191,18 @@ fn up(args: UpArgs) -> Result<()> {
     if args.detach {
         detach(net, &dir, &args)
     } else {
+        let mut markets = markets;
+        if let Some(name) = &args.dynamodb {
+            let Some(federation) = markets.as_mut() else {
+                bail!("--dynamodb needs a federation: add --marketplaces N");
+            };
+            let i = federation.index_of(name)?;
+            let resources = federation.use_dynamodb(i, &federation::AwsOptions::default())?;
+            eprintln!(
+                "dome-net: marketplace {name} on DynamoDB table {} and SQS queue {} (moto at {})",
+                resources.table, resources.queue_url, resources.endpoint
+            );
+        }
         supervise(net, markets, &dir, !args.no_seed)
     }
 }
@@ -403,6 +419,9 @@ fn detach(net: LocalNet, dir: &Path, args: &UpArgs) -> Result<()> {
     if args.no_seed {
         cmd.arg("--no-seed");
     }
+    if let Some(name) = &args.dynamodb {
+        cmd.arg("--dynamodb").arg(name);
+    }
     let federated = Federation::exists(dir);
     cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: setsid is async-signal-safe; it detaches the supervisor from our terminal and
@@ -556,8 +575,14 @@ fn status(dir: &Path) -> Result<()> {
             match markets.status(i) {
                 Ok(s) => {
                     let checkpoint = s["relayCheckpoint"].as_u64().unwrap_or(0);
+                    // A marketplace on SQS also has the messages parked in its DLQ.
+                    let sqs = match markets.sqs_dead_letters(i) {
+                        Ok(Some(depth)) => format!("  sqs_dlq={depth}"),
+                        Ok(None) => String::new(),
+                        Err(_) => "  sqs_dlq=?".to_owned(),
+                    };
                     println!(
-                        "market-{}  {}  {}  relay_checkpoint={}  lag={}  published={}/{}  dead_letters={}",
+                        "market-{}  {}  {}  relay_checkpoint={}  lag={}  published={}/{}  dead_letters={}{sqs}",
                         m.name,
                         m.member,
                         m.url(),

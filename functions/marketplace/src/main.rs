@@ -6,9 +6,16 @@
 //! - the relay follows the bus and hands the events meant for this marketplace straight to
 //!   the replicator (the in-process queue), advancing its checkpoint once they are settled.
 //!
+//! With `DOME_STORE=dynamodb` the store is the DynamoDB table `DOME_TABLE`; if
+//! `DOME_REPLICATION_QUEUE_URL` is set too, the relay hands off to that SQS FIFO queue
+//! instead and a polling loop of the SQS replicator consumes it (dead letters also go to the
+//! FIFO queue `DOME_REPLICATION_DLQ_URL`), the same code as the AWS functions.
+//!
 //! Configuration: the `tmf-api` variables (functions/tmf-api/README.md) with
 //! `DOME_MEMBER_ID` and `DOME_BUS_RPC` required, plus `DOME_SIGNING_KEY_FILE` (a file holding
-//! the member's base64 ed25519 seed) and `DOME_REPLICATION=off` to serve the API alone.
+//! the member's base64 ed25519 seed) and `DOME_REPLICATION=off` to serve the API alone; with
+//! the queue, `DOME_MAX_ATTEMPTS`, `DOME_REPLICATION_VISIBILITY_SECONDS` and
+//! `DOME_REPLICATION_BACKOFF_CAP_SECONDS` (see dome-replication-aws).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +24,12 @@ use anyhow::{anyhow, bail, Context as _};
 use dome_bus_client::BusClient;
 use dome_catalog_store::{CatalogStore, EmbeddedStore};
 use dome_events::{MemberId, MemberKeypair};
+use dome_queue_sqs::SqsQueue;
 use dome_replication::fetch::HttpFetcher;
 use dome_replication::publisher::{Publisher, PublisherConfig};
-use dome_replication::relay::{DirectHandoff, Relay, RelayConfig};
+use dome_replication::relay::{DirectHandoff, Handoff, Relay, RelayConfig};
 use dome_replication::replicator::{Replicator, ReplicatorConfig};
+use dome_replication_aws::{SqsHandoff, SqsReplicator};
 use dome_tmf::{ApiSpec, QueryLimits};
 use dome_tmf_api::auth::TokenVerifier;
 use dome_tmf_api::config::{default_base_url, AuthConfig, Config, LogFormat, StoreConfig};
@@ -80,7 +89,7 @@ fn replication_config(config: &Config) -> anyhow::Result<Option<Replication>> {
     }))
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn CatalogStore>> {
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn CatalogStore>> {
     match &config.store {
         StoreConfig::Embedded { data_dir } => {
             std::fs::create_dir_all(data_dir)
@@ -93,8 +102,12 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn CatalogStore>> {
             }
             Ok(Arc::new(HeadCache::new(Arc::new(store), config.head_cache)))
         }
-        StoreConfig::DynamoDb { .. } => {
-            bail!("DOME_STORE: dome-marketplace runs on the embedded store only")
+        StoreConfig::DynamoDb { table } => {
+            let config = dome_store_dynamodb::sdk_config_from_env().await;
+            Ok(Arc::new(dome_store_dynamodb::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                table.clone(),
+            )))
         }
     }
 }
@@ -105,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(config.log_format);
     let replication = replication_config(&config)?;
     let api = Arc::new(ApiSpec::tmf620().context("loading the TMF620 definitions")?);
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let verifier: Option<Arc<dyn TokenVerifier>> = match &config.auth {
         AuthConfig::Tokens(tokens) => Some(Arc::new(StaticTokens::new(tokens))),
         _ => None,
@@ -150,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
         member_id: config.member_id.clone(),
     };
     if let Some(replication) = replication {
-        start_workers(Arc::clone(&store), replication)?;
+        start_workers(Arc::clone(&store), replication).await?;
     }
     tracing::info!(%addr, "listening");
     if let Some(file) = &config.addr_file {
@@ -167,7 +180,10 @@ async fn main() -> anyhow::Result<()> {
 /// Starts the publisher and the relay (which drives the replicator) as tasks. They run until
 /// the process ends: every step they take is durable or repeatable, so stopping them at any
 /// point loses nothing.
-fn start_workers(store: Arc<dyn CatalogStore>, replication: Replication) -> anyhow::Result<()> {
+async fn start_workers(
+    store: Arc<dyn CatalogStore>,
+    replication: Replication,
+) -> anyhow::Result<()> {
     let Replication { member, bus, key } = replication;
     let publisher = Publisher::new(
         Arc::clone(&store),
@@ -186,18 +202,38 @@ fn start_workers(store: Arc<dyn CatalogStore>, replication: Replication) -> anyh
     });
     let fetcher = HttpFetcher::new(member.clone(), key, FETCH_TIMEOUT)
         .map_err(|e| anyhow!("fetch client: {e}"))?;
+    let queue_url = dome_replication_aws::env::optional("DOME_REPLICATION_QUEUE_URL");
+    let consumer_config = match &queue_url {
+        Some(_) => Some(dome_replication_aws::config_from_env()?),
+        None => None,
+    };
     let replicator = Arc::new(Replicator::new(
         Arc::clone(&store),
         Arc::new(fetcher),
-        ReplicatorConfig::default(),
+        ReplicatorConfig {
+            max_attempts: consumer_config
+                .as_ref()
+                .map_or(ReplicatorConfig::default().max_attempts, |c| c.max_attempts),
+            ..ReplicatorConfig::default()
+        },
     ));
+    let handoff: Arc<dyn Handoff> = match (queue_url, consumer_config) {
+        (Some(url), Some(config)) => {
+            let dlq_url = dome_replication_aws::env::required("DOME_REPLICATION_DLQ_URL")?;
+            let visibility = dome_replication_aws::visibility_from_env()?;
+            let queue = SqsQueue::connect(url).await;
+            let consumer = SqsReplicator::new(replicator, SqsQueue::connect(dlq_url).await, config);
+            let polled = queue.clone();
+            tokio::spawn(async move {
+                dome_replication_aws::poll_forever(&consumer, &polled, visibility).await;
+            });
+            tracing::info!(queue = %queue.queue_url(), "replicating through SQS");
+            Arc::new(SqsHandoff::new(queue))
+        }
+        _ => Arc::new(DirectHandoff::new(replicator)),
+    };
     let holder = format!("dome-marketplace/{}", std::process::id());
-    let relay = Relay::new(
-        store,
-        bus,
-        Arc::new(DirectHandoff::new(replicator)),
-        RelayConfig::new(member, holder),
-    );
+    let relay = Relay::new(store, bus, handoff, RelayConfig::new(member, holder));
     tokio::spawn(async move {
         loop {
             match relay.run(None).await {

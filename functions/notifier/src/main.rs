@@ -14,6 +14,16 @@ use dome_tmf_api::notify::HttpTransport;
 use lambda_runtime::{service_fn, LambdaEvent};
 use tracing_subscriber::EnvFilter;
 
+/// The variables this function reads on Lambda; `infra/functions.json`, from which the CDK
+/// app builds the function's environment, lists exactly these (checked by a test).
+pub const ENV_VARS: &[&str] = &["DOME_TABLE", "DOME_CALLBACK_ALLOW_PRIVATE"];
+/// Read only by the local polling mode.
+pub const LOCAL_ENV_VARS: &[&str] = &[
+    "DOME_NOTIFY_QUEUE_URL",
+    "DOME_NOTIFY_WAIT_SECONDS",
+    "DOME_NOTIFY_VISIBILITY_SECONDS",
+];
+
 /// Timeout of one callback POST; keep the queue's visibility timeout (and the Lambda
 /// timeout) above it.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,4 +114,33 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn infra_functions_json_lists_the_variables_read_on_lambda() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/functions.json");
+        let text = std::fs::read_to_string(path).expect("infra/functions.json is readable");
+        let json: serde_json::Value =
+            serde_json::from_str(&text).expect("infra/functions.json is JSON");
+        let env = json["functions"]["notifier"]["env"]
+            .as_object()
+            .expect("a notifier entry with env");
+        let mut deployed: Vec<&str> = env
+            .keys()
+            .map(String::as_str)
+            .filter(|n| *n != "RUST_LOG")
+            .collect();
+        deployed.sort_unstable();
+        let mut ours = super::ENV_VARS.to_vec();
+        ours.sort_unstable();
+        assert_eq!(
+            deployed, ours,
+            "infra/functions.json and the notifier differ"
+        );
+        for name in super::LOCAL_ENV_VARS {
+            assert!(!env.contains_key(*name), "{name} is for local runs only");
+        }
+    }
 }

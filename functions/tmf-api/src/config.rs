@@ -20,6 +20,33 @@ pub fn default_blocking_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
+/// Every variable [`Config::from_lookup`] reads (besides `AWS_LAMBDA_RUNTIME_API`, which the
+/// Lambda runtime sets). `infra/functions.json`, from which the CDK app builds the function's
+/// environment, must list exactly these (checked by a test), so the deployment and the binary
+/// cannot drift apart.
+pub const ENV_VARS: &[&str] = &[
+    "DOME_ADDR_FILE",
+    "DOME_API_TOKENS",
+    "DOME_AUTH",
+    "DOME_BLOCKING_THREADS",
+    "DOME_BUS_RPC",
+    "DOME_CALLBACK_ALLOW_PRIVATE",
+    "DOME_DATA_DIR",
+    "DOME_HEAD_CACHE",
+    "DOME_JWKS_URL",
+    "DOME_JWT_AUDIENCE",
+    "DOME_JWT_ISSUER",
+    "DOME_LISTEN",
+    "DOME_LOG_FORMAT",
+    "DOME_MAX_BODY_BYTES",
+    "DOME_MAX_LIMIT",
+    "DOME_MEMBER_ID",
+    "DOME_NOTIFY_QUEUE_URL",
+    "DOME_PUBLIC_BASE_URL",
+    "DOME_STORE",
+    "DOME_TABLE",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// A redb file `catalog.redb` in this directory.
@@ -568,5 +595,72 @@ mod tests {
         ] {
             assert_eq!(config(&vars).unwrap_err().var, var, "{vars:?}");
         }
+    }
+
+    #[test]
+    fn env_vars_lists_exactly_what_the_parser_reads() {
+        use std::cell::RefCell;
+        use std::collections::BTreeSet;
+        // Every branch that reads more variables: Lambda or not, each store and auth mode.
+        let setups: [&[(&str, &str)]; 4] = [
+            &[("DOME_API_TOKENS", "t")],
+            &[
+                ("AWS_LAMBDA_RUNTIME_API", "x"),
+                ("DOME_STORE", "dynamodb"),
+                ("DOME_TABLE", "t"),
+                ("DOME_AUTH", "jwt"),
+                ("DOME_JWT_ISSUER", "https://issuer"),
+                ("DOME_JWT_AUDIENCE", "a"),
+                ("DOME_JWKS_URL", "https://issuer/jwks"),
+            ],
+            &[
+                ("DOME_AUTH", "none"),
+                ("DOME_BUS_RPC", "http://127.0.0.1:26657"),
+                ("DOME_MEMBER_ID", "member-a"),
+            ],
+            &[
+                ("DOME_AUTH", "tokens"),
+                ("DOME_API_TOKENS", "t"),
+                ("DOME_NOTIFY_QUEUE_URL", "http://127.0.0.1:5000/q"),
+            ],
+        ];
+        let read = RefCell::new(BTreeSet::new());
+        for setup in setups {
+            let map: std::collections::HashMap<&str, &str> = setup.iter().copied().collect();
+            let _ = Config::from_lookup(|name| {
+                read.borrow_mut().insert(name.to_owned());
+                map.get(name).map(|v| (*v).to_owned())
+            });
+        }
+        let mut read = read.into_inner();
+        read.remove("AWS_LAMBDA_RUNTIME_API");
+        let listed: BTreeSet<String> = ENV_VARS.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(
+            read, listed,
+            "ENV_VARS and the variables Config reads differ"
+        );
+    }
+
+    #[test]
+    fn infra_functions_json_lists_the_same_variables() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/functions.json");
+        let text = std::fs::read_to_string(path).expect("infra/functions.json is readable");
+        let json: serde_json::Value =
+            serde_json::from_str(&text).expect("infra/functions.json is JSON");
+        let env = json["functions"]["tmf-api"]["env"]
+            .as_object()
+            .expect("a tmf-api entry with env");
+        let mut deployed: Vec<&str> = env
+            .keys()
+            .map(String::as_str)
+            .filter(|n| *n != "RUST_LOG")
+            .collect();
+        deployed.sort_unstable();
+        let mut ours = ENV_VARS.to_vec();
+        ours.sort_unstable();
+        assert_eq!(
+            deployed, ours,
+            "infra/functions.json and tmf-api's ENV_VARS differ"
+        );
     }
 }

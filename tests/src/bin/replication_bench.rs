@@ -1,8 +1,10 @@
 //! `replication-bench`: replication latency and catch-up of a real local federation
 //! (4 validators with the dome app, 3 marketplaces), all on 127.0.0.1.
 //!
-//! - Latency: from the 201 of a POST on A to the first 200 of the same version on B, for
-//!   changes offered at a fixed rate (default 1/s and 100/s), p50 and p99.
+//! - Latency: from the 201 of a POST on A to the moment B serves the same version, for
+//!   changes offered at a fixed rate (default 1/s and 100/s), p50 and p99. B's moment is the
+//!   `at` of its `applied` audit line, written right after the version becomes readable
+//!   (all processes share one clock), so measuring adds no load while the changes flow.
 //! - Catch-up: C is stopped while A creates `--catch-up N` offerings (default 10,000); the
 //!   time from C's restart until it holds all of them, and its fetches per second.
 //!
@@ -10,6 +12,7 @@
 //! cargo build --release --bins && target/release/replication-bench [--timeout-commit 500ms]
 //! ```
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +101,72 @@ impl Client {
     }
 }
 
-async fn latency_run(client: Arc<Client>, rate: f64, seconds: u64) -> anyhow::Result<Vec<f64>> {
+fn epoch_ms(at: &str) -> Option<f64> {
+    let t = dome_tmf::time::parse_rfc3339(at)?;
+    Some(t.secs() as f64 * 1000.0 + f64::from(t.nanos()) / 1e6)
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// When B applied each version: the `applied` lines of its audit trail, which B writes
+/// right after the version becomes readable (reading the trail costs the federation nothing
+/// while the load runs, unlike polling B for every change).
+async fn applied_on(client: &Client, base: &str) -> anyhow::Result<HashMap<(String, u64), f64>> {
+    let mut applied = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/replication/v1/audit?limit=1000");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={}", urlencode(c)));
+        }
+        let response = client.http.get(&url).send().await?;
+        let next = response
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let lines: Vec<Value> = response.json().await?;
+        for line in lines {
+            if line["decision"] == "applied" {
+                if let (Some(id), Some(version), Some(at)) = (
+                    line["id"].as_str(),
+                    line["version"].as_u64(),
+                    line["at"].as_str().and_then(epoch_ms),
+                ) {
+                    applied.insert((id.to_owned(), version), at);
+                }
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(applied),
+        }
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Offers `rate` creates per second on A for `seconds`; returns each create's (id, time of
+/// its 201 in ms since the epoch).
+async fn offer_load(
+    client: Arc<Client>,
+    rate: f64,
+    seconds: u64,
+) -> anyhow::Result<Vec<(String, f64)>> {
     let count = ((rate * seconds as f64).round() as usize).max(1);
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = tokio::time::Instant::now();
@@ -108,24 +176,39 @@ async fn latency_run(client: Arc<Client>, rate: f64, seconds: u64) -> anyhow::Re
         let client = Arc::clone(&client);
         tasks.push(tokio::spawn(async move {
             let created = client.post(&client.a, format!("latency {n}")).await?;
-            let acked = Instant::now();
+            let acked = now_ms();
             let id = created["id"].as_str().context("id")?.to_string();
-            let version = match &created["version"] {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let seen = client
-                .first_seen(&client.b, &id, &version, Duration::from_secs(60))
-                .await?;
-            anyhow::Ok(seen.duration_since(acked).as_secs_f64() * 1000.0)
+            anyhow::Ok((id, acked))
         }));
     }
-    let mut latencies = Vec::with_capacity(count);
+    let mut acks = Vec::with_capacity(count);
     for task in tasks {
-        latencies.push(task.await??);
+        acks.push(task.await??);
     }
-    latencies.sort_by(f64::total_cmp);
-    Ok(latencies)
+    Ok(acks)
+}
+
+async fn latency_run(client: Arc<Client>, rate: f64, seconds: u64) -> anyhow::Result<Vec<f64>> {
+    let acks = offer_load(Arc::clone(&client), rate, seconds).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let applied = applied_on(&client, &client.b).await?;
+        if acks
+            .iter()
+            .all(|(id, _)| applied.contains_key(&(id.clone(), 1)))
+        {
+            let mut latencies: Vec<f64> = acks
+                .iter()
+                .map(|(id, acked)| applied[&(id.clone(), 1)] - acked)
+                .collect();
+            latencies.sort_by(f64::total_cmp);
+            return Ok(latencies);
+        }
+        if Instant::now() >= deadline {
+            bail!("B did not apply every change within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn main() -> anyhow::Result<()> {
