@@ -4,18 +4,16 @@
 
 mod common;
 
+use common::federation::{self as fed, audit, entity_path, get_entity, wait_until, TestFederation};
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use dome_events::{
-    test_keys, Action, Audience, CatalogueEvent, ContentHash, EntityRef, Transaction,
-};
-use dome_localnet::federation::{self, Federation, TMF620_BASE};
-use dome_localnet::{AppKind, LocalNet, NetConfig};
+use dome_events::test_keys;
+use dome_localnet::federation::Federation;
 use serde_json::{json, Value};
 
 const A: usize = 0;
@@ -24,91 +22,8 @@ const C: usize = 2;
 /// How long a change may take to reach the other marketplaces in these tests.
 const CONVERGE: Duration = Duration::from_secs(60);
 
-fn marketplace_bin() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("DOME_MARKETPLACE_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let abci = common::abci_bin()?;
-    let candidate = abci.with_file_name("dome-marketplace");
-    if !candidate.exists() {
-        bail!(
-            "{} not found: build it first (`cargo build --bins`)",
-            candidate.display()
-        );
-    }
-    Ok(candidate)
-}
-
-/// A running federation; dropping it stops every process, then removes its directory.
-struct TestFederation {
-    markets: Federation,
-    net: LocalNet,
-    _dir: tempfile::TempDir,
-}
-
 fn start_federation(extra_members: usize) -> anyhow::Result<TestFederation> {
-    let dir = tempfile::Builder::new().prefix("dome-fed-").tempdir()?;
-    let (markets, app_state) = federation::plan_with_members(3, extra_members)?;
-    let mut cfg = NetConfig::new(
-        dir.path().join("net"),
-        common::cometbft_bin()?,
-        AppKind::Dome {
-            abci_bin: common::abci_bin()?,
-        },
-    );
-    cfg.timeout_commit = Duration::from_millis(200);
-    cfg.app_state = app_state;
-    let mut net = LocalNet::init(cfg)?;
-    net.start()?;
-    net.wait_for_height_all(1, Duration::from_secs(60))?;
-    Federation::init(dir.path(), markets)?;
-    let mut markets = Federation::open(dir.path(), marketplace_bin()?, net.rpc_urls())?;
-    markets.start_all()?;
-    for i in 0..markets.len() {
-        markets.wait_ready(i, Duration::from_secs(30))?;
-    }
-    Ok(TestFederation {
-        markets,
-        net,
-        _dir: dir,
-    })
-}
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last_error = None;
-    loop {
-        match check() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: not within {timeout:?} (last error: {last_error:?})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn entity_path(resource: &str, id: &str) -> String {
-    format!("{TMF620_BASE}/{resource}/{id}")
-}
-
-/// The entity as marketplace `i` serves it: `Some(body)` on 200, `None` on 404.
-fn get_entity(f: &Federation, i: usize, resource: &str, id: &str) -> anyhow::Result<Option<Value>> {
-    let (status, body) = f.request(i, "GET", &entity_path(resource, id), None)?;
-    match status {
-        200 => Ok(Some(serde_json::from_slice(&body)?)),
-        404 => Ok(None),
-        other => bail!(
-            "GET {resource}/{id}: HTTP {other}: {}",
-            String::from_utf8_lossy(&body)
-        ),
-    }
+    fed::start(extra_members, |_| Ok(()))
 }
 
 fn patch(f: &Federation, i: usize, resource: &str, id: &str, body: Value) -> anyhow::Result<Value> {
@@ -134,16 +49,6 @@ fn wait_for_version(
         CONVERGE,
         || Ok(get_entity(f, i, resource, id)?.as_ref() == Some(expected)),
     )
-}
-
-/// Every line of marketplace `i`'s audit trail (the tests keep it under one page).
-fn audit(f: &Federation, i: usize) -> anyhow::Result<Vec<Value>> {
-    let page = f.get_json(i, "/replication/v1/audit?limit=1000")?;
-    let items = page.as_array().context("audit page is not an array")?;
-    if items.len() >= 1000 {
-        bail!("audit trail longer than one page");
-    }
-    Ok(items.clone())
 }
 
 /// The `Applied` audit lines of marketplace `i`, as (resource/id, version) → line.
@@ -340,25 +245,7 @@ fn content_that_does_not_match_the_event_hash_is_rejected_and_not_stored() -> an
         &json!({"id": "forged-1", "href": "http://127.0.0.1/x", "name": "tampered"}),
     )?;
     let port = serve_forever(served)?;
-    let d = 3u32;
-    let event = CatalogueEvent {
-        origin: test_keys::member_id(d),
-        origin_seq: 1,
-        entity: EntityRef {
-            entity_type: "productOffering".into(),
-            id: "forged-1".into(),
-            version: 1,
-        },
-        action: Action::Create,
-        content_hash: Some(ContentHash::of_json(&announced)?),
-        previous_hash: None,
-        location: format!(
-            "http://127.0.0.1:{port}{TMF620_BASE}/productOffering/forged-1/version/1"
-        ),
-        audience: Audience::All,
-        issued_at: "2026-11-29T12:00:00.000Z".into(),
-    };
-    let tx = Transaction::signed_event(event, &test_keys::member_keypair(d))?;
+    let tx = fed::foreign_create(3, "forged-1", &announced, port)?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = common::client(fed.net.rpc_urls())?;
     let committed = rt.block_on(client.submit_and_wait(&tx, Duration::from_secs(30)))?;

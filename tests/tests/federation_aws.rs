@@ -5,17 +5,14 @@
 
 mod common;
 
+use common::federation::{self as fed, audit, entity_path, get_entity, wait_until, TestFederation};
+
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
-use dome_events::{
-    test_keys, Action, Audience, CatalogueEvent, ContentHash, EntityRef, Transaction,
-};
-use dome_localnet::federation::{self, AwsOptions, Federation, TMF620_BASE};
-use dome_localnet::{AppKind, LocalNet, NetConfig};
+use anyhow::Context;
+use dome_localnet::federation::{AwsOptions, Federation};
 use serde_json::{json, Value};
 
 const A: usize = 0;
@@ -24,97 +21,18 @@ const CONVERGE: Duration = Duration::from_secs(45);
 /// Small bounds so that the retry and redelivery paths run within seconds.
 const MAX_ATTEMPTS: u32 = 3;
 
-fn marketplace_bin() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("DOME_MARKETPLACE_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let candidate = common::abci_bin()?.with_file_name("dome-marketplace");
-    if !candidate.exists() {
-        bail!(
-            "{} not found: build it first (`cargo build --bins`)",
-            candidate.display()
-        );
-    }
-    Ok(candidate)
-}
-
-/// A running federation; dropping it stops the marketplaces, then moto, then the net.
-struct TestFederation {
-    markets: Federation,
-    net: LocalNet,
-    _dir: tempfile::TempDir,
-}
-
 fn start_federation(extra_members: usize) -> anyhow::Result<TestFederation> {
-    let dir = tempfile::Builder::new().prefix("dome-fed-aws-").tempdir()?;
-    let (markets, app_state) = federation::plan_with_members(3, extra_members)?;
-    let mut cfg = NetConfig::new(
-        dir.path().join("net"),
-        common::cometbft_bin()?,
-        AppKind::Dome {
-            abci_bin: common::abci_bin()?,
-        },
-    );
-    cfg.timeout_commit = Duration::from_millis(200);
-    cfg.app_state = app_state;
-    let mut net = LocalNet::init(cfg)?;
-    net.start()?;
-    net.wait_for_height_all(1, Duration::from_secs(60))?;
-    Federation::init(dir.path(), markets)?;
-    let mut markets = Federation::open(dir.path(), marketplace_bin()?, net.rpc_urls())?;
-    markets.use_dynamodb(
-        B,
-        &AwsOptions {
-            max_attempts: MAX_ATTEMPTS,
-            visibility_seconds: 3,
-            backoff_cap_seconds: 1,
-        },
-    )?;
-    markets.start_all()?;
-    for i in 0..markets.len() {
-        markets.wait_ready(i, Duration::from_secs(30))?;
-    }
-    Ok(TestFederation {
-        markets,
-        net,
-        _dir: dir,
+    fed::start(extra_members, |markets| {
+        markets.use_dynamodb(
+            B,
+            &AwsOptions {
+                max_attempts: MAX_ATTEMPTS,
+                visibility_seconds: 3,
+                backoff_cap_seconds: 1,
+            },
+        )?;
+        Ok(())
     })
-}
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last_error = None;
-    loop {
-        match check() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: not within {timeout:?} (last error: {last_error:?})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn entity_path(resource: &str, id: &str) -> String {
-    format!("{TMF620_BASE}/{resource}/{id}")
-}
-
-fn get_entity(f: &Federation, i: usize, resource: &str, id: &str) -> anyhow::Result<Option<Value>> {
-    let (status, body) = f.request(i, "GET", &entity_path(resource, id), None)?;
-    match status {
-        200 => Ok(Some(serde_json::from_slice(&body)?)),
-        404 => Ok(None),
-        other => bail!(
-            "GET {resource}/{id}: HTTP {other}: {}",
-            String::from_utf8_lossy(&body)
-        ),
-    }
 }
 
 fn wait_for(
@@ -129,14 +47,6 @@ fn wait_for(
         CONVERGE,
         || Ok(get_entity(f, i, resource, id)?.as_ref() == expected),
     )
-}
-
-fn audit(f: &Federation, i: usize) -> anyhow::Result<Vec<Value>> {
-    let page = f.get_json(i, "/replication/v1/audit?limit=1000")?;
-    Ok(page
-        .as_array()
-        .context("audit page is not an array")?
-        .clone())
 }
 
 #[test]
@@ -173,26 +83,8 @@ fn changes_on_a_reach_b_through_sqs_and_an_unreachable_origin_ends_in_the_dlq() 
 
     // The unreachable origin: a port that was just free.
     let dead_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let d = 3u32;
-    let body = json!({"id": "unreachable-1", "href": format!("http://127.0.0.1:{dead_port}/x"), "name": "never served"});
-    let event = CatalogueEvent {
-        origin: test_keys::member_id(d),
-        origin_seq: 1,
-        entity: EntityRef {
-            entity_type: "productOffering".into(),
-            id: "unreachable-1".into(),
-            version: 1,
-        },
-        action: Action::Create,
-        content_hash: Some(ContentHash::of_json(&body)?),
-        previous_hash: None,
-        location: format!(
-            "http://127.0.0.1:{dead_port}{TMF620_BASE}/productOffering/unreachable-1/version/1"
-        ),
-        audience: Audience::All,
-        issued_at: "2026-11-29T12:00:00.000Z".into(),
-    };
-    let tx = Transaction::signed_event(event, &test_keys::member_keypair(d))?;
+    let announced = json!({"id": "unreachable-1", "href": format!("http://127.0.0.1:{dead_port}/x"), "name": "never served"});
+    let tx = fed::foreign_create(3, "unreachable-1", &announced, dead_port)?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = common::client(fed.net.rpc_urls())?;
     let committed = rt.block_on(client.submit_and_wait(&tx, Duration::from_secs(30)))?;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod federation;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
