@@ -80,7 +80,12 @@ arm64) ARCH_FLAG=--arm64 GOARCH_VALUE=arm64 ;;
 x86_64) ARCH_FLAG=--x86-64 GOARCH_VALUE=amd64 ;;
 *) die "DOME_LAMBDA_ARCH must be arm64 or x86_64, got $LAMBDA_ARCH" ;;
 esac
-readonly ASSETS="$DOME_CACHE/lambda-assets/$LAMBDA_ARCH"
+# Quick builds go to a folder of their own, so they are never mistaken for the release build.
+if [[ "${DOME_LAMBDA_QUICK:-0}" == 1 ]]; then
+    readonly ASSETS="$DOME_CACHE/lambda-assets/$LAMBDA_ARCH-quick"
+else
+    readonly ASSETS="$DOME_CACHE/lambda-assets/$LAMBDA_ARCH"
+fi
 
 step "cargo lambda build ($LAMBDA_ARCH, profile ${DOME_LAMBDA_PROFILE:-release})"
 # Binaries being written by other issues appear in the workspace over time; build those that
@@ -104,7 +109,8 @@ fi
 cargo lambda build --locked $ARCH_FLAG --profile "${DOME_LAMBDA_PROFILE:-release}" \
     --lambda-dir "$ASSETS" "${build_args[@]}" >&2 || die "cargo lambda build failed"
 # The validator runs dome-abci as a plain binary, not as a Lambda bootstrap.
-cp "$ASSETS/dome-abci/bootstrap" "$DOME_CACHE/lambda-assets/dome-abci-$LAMBDA_ARCH"
+readonly ABCI_BIN="$(dirname "$ASSETS")/dome-abci-$(basename "$ASSETS")"
+cp "$ASSETS/dome-abci/bootstrap" "$ABCI_BIN"
 
 # CometBFT for the validator's architecture: cross-compiled by the Go toolchain (pure Go).
 readonly COMETBFT="$DOME_CACHE/cometbft-v$COMETBFT_VERSION-linux-$GOARCH_VALUE/cometbft"
@@ -180,7 +186,7 @@ trap cleanup EXIT
     node_modules/.bin/cdk synth --quiet --ci --output "$OUT/cdk.out" \
     -c marketplaceConfig=test/fixtures/marketplace.json -c lambdaAssets="$ASSETS" -c architecture="$LAMBDA_ARCH" \
     -c validatorConfig=test/fixtures/validator.json -c cometbftBinary="$COMETBFT" \
-    -c abciBinary="$DOME_CACHE/lambda-assets/dome-abci-$LAMBDA_ARCH" \
+    -c abciBinary="$ABCI_BIN" \
     -c dataOnly=true >&2) || die "cdk synth failed (cdk-nag findings are printed above)"
 templates=("$OUT"/cdk.out/*.template.json)
 ((${#templates[@]} == 3)) || die "expected 3 templates, got ${#templates[@]}"
