@@ -11,13 +11,18 @@
 #   5. cfn-lint and checkov on the templates, skips only from infra/check-skips.txt;
 #   6. smoke deployment of the data resources into moto's CloudFormation (infra/smoke), then,
 #      with DOME_TMF_API_BIN (a host build of tmf-api), tmf-api run against the deployed
-#      table and notification queue.
+#      table and notification queue; then the DynamoDB store contract suite and the SQS
+#      adapter tests (host cargo test) on the deployed table and queues, through
+#      DOME_TEST_DYNAMODB_TABLE, DOME_TEST_SQS_QUEUE_URL, DOME_TEST_SQS_FIFO_QUEUE_URL and
+#      DOME_TEST_AWS_ENDPOINT.
 #
 #   local/infra-check.sh                 everything
 #   local/infra-check.sh --build-only    tools and the Lambda build only
 #
 # Environment: DOME_CACHE; DOME_LAMBDA_ARCH (arm64 default, x86_64 if the aarch64 Rust target
-# cannot be installed); CARGO_TARGET_DIR (default $DOME_CACHE/target-lambda);
+# cannot be installed); DOME_LAMBDA_TARGET_DIR (target dir of the Lambda build, default
+# $DOME_CACHE/target-lambda, kept apart from the host one: other target triple and profile);
+# CARGO_TARGET_DIR (the host target dir of the step-6 tests, default $DOME_CACHE/target);
 # DOME_LAMBDA_PROFILE (cargo profile, default release); DOME_LAMBDA_QUICK=1 keeps that profile
 # but turns LTO off and opt-level to 1 through CARGO_PROFILE_* variables: a real, runnable
 # build for CI synth in far less time (not what you deploy).
@@ -26,7 +31,9 @@ cd "$(dirname "$0")/.."
 readonly ROOT="$PWD"
 
 export DOME_CACHE="${DOME_CACHE:-$HOME/.cache/dome}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DOME_CACHE/target-lambda}"
+# local/test.sh calls this script with its own (host) CARGO_TARGET_DIR exported.
+readonly HOST_TARGET_DIR="${CARGO_TARGET_DIR:-$DOME_CACHE/target}"
+export CARGO_TARGET_DIR="${DOME_LAMBDA_TARGET_DIR:-$DOME_CACHE/target-lambda}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 readonly PYTHON="${PYTHON:-python3}"
 readonly CARGO_LAMBDA_VERSION="1.9.2"
@@ -181,6 +188,9 @@ cleanup() {
     rm -rf "$OUT"
 }
 trap cleanup EXIT
+# Ctrl-C or a CI timeout: exit through the EXIT trap, so moto never outlives the script.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # Fake account and region: synth is offline and the stacks need no lookups.
 (cd infra && CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=eu-west-1 \
     node_modules/.bin/cdk synth --quiet --ci --output "$OUT/cdk.out" \
@@ -217,4 +227,22 @@ else
     echo "infra: NOTE: DOME_TMF_API_BIN not set: tmf-api is not run against the deployed resources" >&2
 fi
 "$(dirname "$MOTO_SERVER")/python" infra/smoke/deploy_data.py "${smoke_args[@]}" || die "smoke deployment failed"
+
+step "store and queue tests on the deployed table and queues"
+# KEY=value lines written by deploy_data.py (names and URLs moto's CloudFormation chose).
+output() { awk -F= -v key="$1" '$1 == key {sub(/^[^=]*=/, ""); print}' "$OUT/outputs.env"; }
+deployed_table="$(output TableName)"
+notify_queue="$(output NotifyQueueUrl)"
+replication_queue="$(output ReplicationQueueUrl)"
+[[ -n "$deployed_table" && -n "$notify_queue" && -n "$replication_queue" ]] ||
+    die "stack outputs missing in $OUT/outputs.env"
+# The suites empty the table and purge the queues before each case (they refuse a
+# non-loopback endpoint); run after the tmf-api check, which reads what it wrote.
+CARGO_TARGET_DIR="$HOST_TARGET_DIR" \
+    DOME_TEST_AWS_ENDPOINT="http://127.0.0.1:$port" \
+    DOME_TEST_DYNAMODB_TABLE="$deployed_table" \
+    DOME_TEST_SQS_QUEUE_URL="$notify_queue" \
+    DOME_TEST_SQS_FIFO_QUEUE_URL="$replication_queue" \
+    cargo test --locked -p dome-store-dynamodb -p dome-queue-sqs --tests >&2 ||
+    die "store or queue tests failed on the deployed resources"
 echo "infra: all checks passed ($LAMBDA_ARCH)" >&2

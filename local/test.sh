@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what is missing, builds, checks
-# formatting and lints, then runs every test, including the ones that start real CometBFT
-# networks on 127.0.0.1. Heavy artefacts are cached under ${DOME_CACHE:-$HOME/.cache/dome}.
+# formatting and lints, checks the AWS CDK app offline (local/infra-check.sh), then runs
+# every test, including the ones that start real CometBFT networks on 127.0.0.1. Heavy
+# artefacts are cached under ${DOME_CACHE:-$HOME/.cache/dome}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,12 @@ step "build"
 cargo build --workspace --bins --locked
 # Tests start these binaries as separate processes.
 export DOME_ABCI_BIN="$CARGO_TARGET_DIR/debug/dome-abci"
+
+step "AWS CDK app, checked offline"
+# Quick profile: a real, runnable Lambda build (LTO off) in its own target dir
+# ($DOME_CACHE/target-lambda), synth, assertion tests, cdk-nag, cfn-lint, checkov, then the
+# smoke deployment into moto with tmf-api and the store/queue suites on what it deployed.
+DOME_LAMBDA_QUICK=1 DOME_TMF_API_BIN="$CARGO_TARGET_DIR/debug/tmf-api" local/infra-check.sh
 
 step "test"
 # Network tests each start several validators: run them one at a time on a 2-core machine.

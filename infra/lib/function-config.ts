@@ -18,7 +18,24 @@ export interface FunctionSpec {
   readonly env: Readonly<Record<string, EnvVarSpec>>;
 }
 
+/** A metric a function binary emits (CloudWatch embedded metric format) and an alarm
+ * watches: the binary's tests and the stack read the same entry, so they cannot drift. */
+export interface MetricSpec {
+  readonly namespace: string;
+  readonly name: string;
+  readonly unit: string;
+  /** Names of the dimensions, in the order of the emitted dimension set. */
+  readonly dimensions: readonly string[];
+  readonly emitted_by: string;
+  readonly description: string;
+}
+
+/** The metrics the stack alarms on, by key in functions.json's `metrics`. */
+export const METRIC_KEYS = ["relay_lag"] as const;
+export type MetricKey = (typeof METRIC_KEYS)[number];
+
 export interface FunctionsFile {
+  readonly metrics: Readonly<Record<MetricKey, MetricSpec>>;
   readonly functions: Readonly<Record<string, FunctionSpec>>;
 }
 
@@ -47,8 +64,29 @@ export function loadFunctionsFile(file: string = FUNCTIONS_FILE): FunctionsFile 
   } catch (e) {
     throw new ConfigError(`${file}: cannot be read as JSON: ${(e as Error).message}`);
   }
-  if (!isRecord(parsed) || !isRecord(parsed.functions)) {
-    throw new ConfigError(`${file}: expected {"functions": {...}}`);
+  if (!isRecord(parsed) || !isRecord(parsed.functions) || !isRecord(parsed.metrics)) {
+    throw new ConfigError(`${file}: expected {"metrics": {...}, "functions": {...}}`);
+  }
+  for (const key of METRIC_KEYS) {
+    const m = parsed.metrics[key];
+    const where = `${file}: metrics.${key}`;
+    if (
+      !isRecord(m) ||
+      typeof m.namespace !== "string" ||
+      typeof m.name !== "string" ||
+      typeof m.unit !== "string" ||
+      typeof m.emitted_by !== "string" ||
+      typeof m.description !== "string" ||
+      !Array.isArray(m.dimensions) ||
+      !m.dimensions.every((d) => typeof d === "string" && d.length > 0)
+    ) {
+      throw new ConfigError(
+        `${where}: expected {"namespace": string, "name": string, "unit": string, "dimensions": [string], "emitted_by": string, "description": string}`,
+      );
+    }
+    if (!(FUNCTION_NAMES as readonly string[]).includes(m.emitted_by)) {
+      throw new ConfigError(`${where}.emitted_by: not a function this stack deploys (${FUNCTION_NAMES.join(", ")})`);
+    }
   }
   const functions = parsed.functions;
   for (const name of FUNCTION_NAMES) {

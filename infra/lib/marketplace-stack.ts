@@ -22,10 +22,6 @@ import { buildEnvironment, ConfigError, FunctionName, FunctionsFile, loadFunctio
 import { MarketplaceData, NOTIFIER_TIMEOUT, REPLICATION_MAX_RECEIVES, REPLICATOR_TIMEOUT } from "./marketplace-data";
 import { MarketplaceConfig } from "./parameters";
 
-/** Namespace and name of the lag metric the relay logs in CloudWatch embedded metric format. */
-export const RELAY_LAG_NAMESPACE = "Dome";
-export const RELAY_LAG_METRIC = "RelayLagHeights";
-
 /** Scheduled functions run every minute and stop after their time budget, well before the
  * next run and before their own timeout, so an invocation ends cleanly instead of being
  * killed in the middle of a batch. */
@@ -243,7 +239,7 @@ export class MarketplaceStack extends Stack {
     if (config.alarmEmail) {
       this.alarmTopic.addSubscription(new subs.EmailSubscription(config.alarmEmail));
     }
-    this.addAlarms(config);
+    this.addAlarms(config, functionsFile);
 
     new CfnOutput(this, "FunctionUrl", { value: this.url.url, description: "TMF620 API base: <url>tmf-api/productCatalogManagement/v4/" });
     new CfnOutput(this, "TableName", { value: table.tableName });
@@ -266,7 +262,7 @@ export class MarketplaceStack extends Stack {
     return { vpc, vpcSubnets: { subnets: vpc.privateSubnets }, securityGroups: [sg] };
   }
 
-  private addAlarms(config: MarketplaceConfig): void {
+  private addAlarms(config: MarketplaceConfig, functionsFile: FunctionsFile): void {
     const action = new cwActions.SnsAction(this.alarmTopic);
     const alarm = (id: string, props: cloudwatch.AlarmProps) => {
       const a = new cloudwatch.Alarm(this, id, props);
@@ -297,13 +293,25 @@ export class MarketplaceStack extends Stack {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
     }
-    // Missing data is breaching: a relay that stopped reporting is as bad as one far behind.
+    // The relay logs this metric in CloudWatch embedded metric format after every run
+    // (functions/replication-aws/src/metrics.rs); namespace, name and dimensions come from
+    // the same functions.json entry its test checks. Missing data is breaching: a relay that
+    // stopped reporting is as bad as one far behind.
+    const lag = functionsFile.metrics.relay_lag;
+    const dimensionValues: Record<string, string> = { Member: config.memberId };
+    const dimensionsMap: Record<string, string> = {};
+    for (const dimension of lag.dimensions) {
+      if (!(dimension in dimensionValues)) {
+        throw new ConfigError(`functions.json metrics.relay_lag: dimension ${dimension} has no value in this stack (known: ${Object.keys(dimensionValues).join(", ")})`);
+      }
+      dimensionsMap[dimension] = dimensionValues[dimension];
+    }
     alarm("RelayLag", {
       alarmDescription: `dome relay: more than ${config.relayLagAlarmHeights} bus heights behind, or not reporting`,
       metric: new cloudwatch.Metric({
-        namespace: RELAY_LAG_NAMESPACE,
-        metricName: RELAY_LAG_METRIC,
-        dimensionsMap: { Member: config.memberId },
+        namespace: lag.namespace,
+        metricName: lag.name,
+        dimensionsMap,
         period: Duration.minutes(5),
         statistic: "Maximum",
       }),

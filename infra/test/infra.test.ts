@@ -260,3 +260,63 @@ test("the data stack holds only the table, the queues and the key", () => {
   assert.deepEqual([...types].sort(), ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy"]);
   assert.ok(stack instanceof Stack);
 });
+
+test("the relay lag alarm watches exactly the metric the relay emits (functions.json metrics.relay_lag)", () => {
+  const lag = loadFunctionsFile().metrics.relay_lag;
+  assert.deepEqual(lag.dimensions, ["Member"], "the relay emits one dimension set: [Member]");
+  const alarms = market.template.findResources("AWS::CloudWatch::Alarm", { Properties: { MetricName: lag.name } });
+  assert.equal(Object.keys(alarms).length, 1);
+  const props = Object.values(alarms)[0].Properties;
+  assert.equal(props.Namespace, lag.namespace);
+  // CloudWatch matches a metric only with exactly the same dimension set.
+  assert.deepEqual(props.Dimensions, [{ Name: "Member", Value: "member-a" }]);
+  assert.equal(props.TreatMissingData, "breaching");
+});
+
+/** Statements of the template's identity policies whose resource is "*". */
+function anyResourceStatements(template: Template): { policy: string; actions: string[]; condition: unknown }[] {
+  const found: { policy: string; actions: string[]; condition: unknown }[] = [];
+  for (const [id, p] of Object.entries(template.findResources("AWS::IAM::Policy"))) {
+    for (const s of p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[]) {
+      if (([] as unknown[]).concat(s.Resource).includes("*")) found.push({ policy: id, actions: ([] as string[]).concat(s.Action), condition: s.Condition });
+    }
+  }
+  return found;
+}
+
+test("IAM5 suppressions are per resource, list the wildcard they accept, and cover only the statements they describe", () => {
+  for (const { stack, template } of [market, valid]) {
+    const json = template.toJSON();
+    const stackRules = (json.Metadata?.cdk_nag?.rules_to_suppress ?? []) as { id: string }[];
+    assert.ok(!stackRules.some((r) => r.id === "AwsSolutions-IAM5"), `${stack.stackName}: IAM5 suppressed stack-wide`);
+    let iam5 = 0;
+    for (const resource of Object.values(json.Resources) as { Metadata?: { cdk_nag?: { rules_to_suppress: { id: string; reason: string; applies_to?: unknown[] }[] } } }[]) {
+      for (const rule of resource.Metadata?.cdk_nag?.rules_to_suppress ?? []) {
+        assert.ok(rule.reason.length > 40, `${rule.id}: no written reason`);
+        if (rule.id !== "AwsSolutions-IAM5") continue;
+        iam5 += 1;
+        assert.deepEqual(rule.applies_to, ["Resource::*"], "IAM5 accepts only the listed wildcard");
+      }
+    }
+    assert.ok(iam5 > 0, `${stack.stackName}: expected the scoped IAM5 suppression`);
+  }
+  // What those suppressions accept, and nothing more.
+  assert.deepEqual(
+    anyResourceStatements(market.template).map((s) => [s.policy.replace(/[A-F0-9]{8}$/, ""), s.actions]),
+    [["PublisherRoleDefaultPolicy", ["dynamodb:ListStreams"]]],
+  );
+  const validatorWildcards = anyResourceStatements(valid.template);
+  assert.deepEqual(validatorWildcards.map((s) => s.actions), [["cloudwatch:PutMetricData"]]);
+  assert.ok(JSON.stringify(validatorWildcards[0].condition).includes("cloudwatch:namespace"), "PutMetricData without a namespace condition");
+});
+
+test("functions.json without its metrics section fails naming it", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dome-functions-"));
+  const file = path.join(dir, "functions.json");
+  const real = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "functions.json"), "utf8"));
+  fs.writeFileSync(file, JSON.stringify({ functions: real.functions }));
+  assertConfigError(() => loadFunctionsFile(file), "metrics");
+  fs.writeFileSync(file, JSON.stringify({ ...real, metrics: { relay_lag: { ...real.metrics.relay_lag, emitted_by: "nobody" } } }));
+  assertConfigError(() => loadFunctionsFile(file), "metrics.relay_lag.emitted_by");
+  fs.rmSync(dir, { recursive: true, force: true });
+});

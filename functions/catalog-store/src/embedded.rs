@@ -90,10 +90,28 @@ enum LogCursor {
 }
 
 impl EmbeddedStore {
-    /// Opens the store at `path`, creating the file and its tables if needed. Fails with
-    /// `Unavailable` if another process has it open (redb locks the file).
+    /// Page cache of [`EmbeddedStore::open`]: 4 MiB. Enough for the branch pages of a
+    /// catalogue of many thousands of entities and its recent writes; a larger cache did not
+    /// make lists faster (they are bound by decoding the heads) but held up to its size of
+    /// written pages (docs/benchmarks.md, "TMF620 API").
+    pub const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+    /// Opens the store at `path`, creating the file and its tables if needed, with a page
+    /// cache of [`Self::DEFAULT_CACHE_BYTES`]. Fails with `Unavailable` if another process has it
+    /// open (redb locks the file).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = Database::create(path.as_ref()).map_err(backend)?;
+        Self::open_with_cache(path, Self::DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`EmbeddedStore::open`] with a page cache of at most `cache_bytes`. redb keeps every
+    /// page it reads or writes in that cache until the limit (its own default is 1 GiB), so
+    /// the cache, not the catalogue, would otherwise decide how much memory a long-running
+    /// server ends up with. Reads of pages that are not cached go to the OS page cache.
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path.as_ref())
+            .map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         // Opening a table in a write transaction creates it, so that read transactions never
         // meet a missing table.
@@ -701,4 +719,71 @@ fn fetch(
     ids.iter()
         .map(|(id, version)| read_head_version(txn, resource, id, *version))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page cache much smaller than the data: every read that misses it must come from the
+    /// file, in a fresh process (reopen) too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cache_smaller_than_the_data_serves_every_read() {
+        const ENTITIES: usize = 300;
+        const CACHE_BYTES: usize = 64 * 1024;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("catalog.redb");
+        let padding = "x".repeat(1024);
+        let entity = |n: usize| EntityVersion {
+            resource: "productOffering".into(),
+            id: format!("po-{n:04}"),
+            version: 1,
+            body: serde_json::json!({"id": format!("po-{n:04}"), "description": format!("{n} {padding}")}),
+            last_update: "2025-01-01T00:00:00Z".into(),
+            deleted: false,
+            provenance: None,
+        };
+        {
+            let store = EmbeddedStore::open_with_cache(&path, CACHE_BYTES).expect("open");
+            for n in 0..ENTITIES {
+                store
+                    .create(entity(n), ChangeKind::Create)
+                    .await
+                    .expect("create");
+            }
+            check_all(&store, ENTITIES, &entity).await;
+        }
+        let reopened = EmbeddedStore::open_with_cache(&path, CACHE_BYTES).expect("reopen");
+        check_all(&reopened, ENTITIES, &entity).await;
+    }
+
+    async fn check_all(
+        store: &EmbeddedStore,
+        entities: usize,
+        entity: &impl Fn(usize) -> EntityVersion,
+    ) {
+        for n in 0..entities {
+            let expected = entity(n);
+            let head = store
+                .head(&expected.resource, &expected.id)
+                .await
+                .expect("head")
+                .expect("stored");
+            assert_eq!(head.body, expected.body);
+        }
+        let mut listed = 0;
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_heads("productOffering", cursor, 128)
+                .await
+                .expect("list");
+            listed += page.items.len();
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(listed, entities);
+    }
 }

@@ -6,12 +6,14 @@
 //!   (partial batch failures) and local polling loops: coalescing per entity, retries through
 //!   the message's visibility timeout, and a FIFO dead-letter queue with the reason;
 //! - [`key`]: the member signing key, from Secrets Manager on AWS or a file locally;
-//! - [`env`]: environment reading shared by the function binaries.
+//! - [`env`]: environment reading shared by the function binaries;
+//! - [`metrics`]: CloudWatch embedded-metric-format lines (the relay's lag).
 
 pub mod consumer;
 pub mod env;
 pub mod handoff;
 pub mod key;
+pub mod metrics;
 pub mod runtime;
 pub mod workers;
 

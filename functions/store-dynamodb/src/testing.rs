@@ -8,6 +8,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With `DOME_TEST_DYNAMODB_TABLE` and `DOME_TEST_AWS_ENDPOINT` set, [`TestStore`] uses that
+//! existing table instead (the smoke deployment of infra/ runs the suites against the table
+//! it deployed into moto's CloudFormation): cases then take turns on it, each starting on an
+//! emptied table. Emptying is why the endpoint must be a loopback address.
+//!
 //! The server binary comes from `DOME_MOTO_SERVER`, else from the venv that `local/moto.sh`
 //! installs. It must be the launcher that script prints (`moto_server_serial`), not the
 //! stock threaded `moto_server`, whose transactions are not atomic under concurrency (see
@@ -60,6 +65,171 @@ pub enum MotoError {
     Port(std::io::Error),
     #[error("creating the test table: {0}")]
     Table(#[from] StoreError),
+    #[error("{0}")]
+    TestEnv(String),
+    #[error("emptying the deployed test table {table}: {message}")]
+    Wipe { table: String, message: String },
+}
+
+/// Names an existing table to run the store tests on (with [`TEST_ENDPOINT_ENV`]).
+pub const TEST_TABLE_ENV: &str = "DOME_TEST_DYNAMODB_TABLE";
+/// The endpoint serving [`TEST_TABLE_ENV`] (and the SQS queues of `dome-queue-sqs`'s tests):
+/// a loopback URL, because the tests empty the table.
+pub const TEST_ENDPOINT_ENV: &str = "DOME_TEST_AWS_ENDPOINT";
+
+/// The endpoint of deployed test resources, from [`TEST_ENDPOINT_ENV`]; refused unless it is
+/// plain HTTP on a loopback address, so a test can never empty a table in a real account.
+pub fn deployed_endpoint() -> Result<String, MotoError> {
+    let endpoint = std::env::var(TEST_ENDPOINT_ENV)
+        .ok()
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| {
+            MotoError::TestEnv(format!(
+                "{TEST_ENDPOINT_ENV} must name the (loopback) endpoint of the deployed test resources"
+            ))
+        })?;
+    if is_loopback_http(&endpoint) {
+        Ok(endpoint.trim_end_matches('/').to_owned())
+    } else {
+        Err(MotoError::TestEnv(format!(
+            "{TEST_ENDPOINT_ENV}={endpoint} is not http://127.0.0.1, http://localhost or http://[::1]: \
+             the tests delete every item of the table they are given"
+        )))
+    }
+}
+
+fn is_loopback_http(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "::1")
+}
+
+/// Cases on a deployed table take turns: they count outbox entries and expect an empty
+/// audit trail, so two at once would see each other's writes.
+static DEPLOYED_TABLE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A store for one test: a new table on a moto server of its own, or, with
+/// [`TEST_TABLE_ENV`] set, the deployed table, emptied, held exclusively until dropped.
+#[derive(Debug)]
+pub struct TestStore {
+    store: DynamoStore,
+    endpoint: String,
+    _server: Option<MotoServer>,
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+impl TestStore {
+    /// `own_table` names the table created on the test's own server.
+    pub async fn new(own_table: &str) -> Result<Self, MotoError> {
+        let deployed_table = std::env::var(TEST_TABLE_ENV).ok().filter(|t| !t.is_empty());
+        let Some(table) = deployed_table else {
+            let server = MotoServer::start().await?;
+            let store = server.store(own_table).await?;
+            return Ok(Self {
+                store,
+                endpoint: server.endpoint(),
+                _server: Some(server),
+                _turn: None,
+            });
+        };
+        let endpoint = deployed_endpoint()?;
+        let turn = DEPLOYED_TABLE_TURN.lock().await;
+        let store = DynamoStore::new(client_for(&endpoint), table);
+        wipe(&store).await?;
+        Ok(Self {
+            store,
+            endpoint,
+            _server: None,
+            _turn: Some(turn),
+        })
+    }
+
+    pub fn store(&self) -> &DynamoStore {
+        &self.store
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// A client of the same endpoint (for other tables).
+    pub fn client(&self) -> Client {
+        client_for(&self.endpoint)
+    }
+
+    /// The AWS SDK variables of the same endpoint, for `from_env` configurations.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        test_env_pairs(&self.endpoint)
+    }
+}
+
+/// Deletes every item of the store's table (scan, then one delete per key).
+async fn wipe(store: &DynamoStore) -> Result<(), MotoError> {
+    let failed = |message: String| MotoError::Wipe {
+        table: store.table().to_owned(),
+        message,
+    };
+    let client = store.client();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(store.table())
+            .projection_expression("PK, SK")
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| {
+                failed(format!(
+                    "scan: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                ))
+            })?;
+        for key in page.items() {
+            client
+                .delete_item()
+                .table_name(store.table())
+                .set_key(Some(key.clone()))
+                .send()
+                .await
+                .map_err(|e| {
+                    failed(format!(
+                        "delete: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    ))
+                })?;
+        }
+        match page.last_evaluated_key() {
+            Some(last) if !last.is_empty() => start = Some(last.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// A DynamoDB client for `endpoint` with the fake test credentials. Configured explicitly
+/// rather than through the process environment, so that tests running in parallel threads
+/// never race on `set_var`.
+pub fn client_for(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(TEST_REGION))
+        .credentials_provider(Credentials::new(
+            TEST_ACCESS_KEY_ID,
+            TEST_SECRET_ACCESS_KEY,
+            None,
+            None,
+            "dome-moto-test",
+        ))
+        .endpoint_url(endpoint)
+        .http_client(https_client())
+        .build();
+    Client::from_conf(config)
 }
 
 /// A running moto server; killed on drop.
@@ -177,24 +347,9 @@ impl MotoServer {
         test_env_pairs(&self.endpoint())
     }
 
-    /// A DynamoDB client for this server. Configured explicitly rather than through the
-    /// process environment, so that tests running in parallel threads never race on
-    /// `set_var`.
+    /// A DynamoDB client for this server (see [`client_for`]).
     pub fn client(&self) -> Client {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(TEST_REGION))
-            .credentials_provider(Credentials::new(
-                TEST_ACCESS_KEY_ID,
-                TEST_SECRET_ACCESS_KEY,
-                None,
-                None,
-                "dome-moto-test",
-            ))
-            .endpoint_url(self.endpoint())
-            .http_client(https_client())
-            .build();
-        Client::from_conf(config)
+        client_for(&self.endpoint())
     }
 
     /// A store on a new table `table` of this server.
@@ -250,4 +405,31 @@ async fn answers(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(2), probe).await,
         Ok(Ok(true))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_http;
+
+    #[test]
+    fn only_plain_http_on_loopback_counts_as_a_test_endpoint() {
+        for ok in [
+            "http://127.0.0.1:5000",
+            "http://127.0.0.1:5000/",
+            "http://localhost:1",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for refused in [
+            "https://dynamodb.eu-west-1.amazonaws.com",
+            "http://10.0.0.1:5000",
+            "http://127.0.0.1.example.org:5000",
+            "http://localhost.example.org",
+            "127.0.0.1:5000",
+            "",
+        ] {
+            assert!(!is_loopback_http(refused), "{refused}");
+        }
+    }
 }

@@ -1,21 +1,18 @@
 //! The contract suite against [`DynamoStore`] on a real moto server, one server and one table
 //! per test. Needs moto: `DOME_MOTO_SERVER="$(local/moto.sh | tail -n 1)"` (local/test.sh
 //! does this); without it every test here fails and says so.
+//!
+//! With `DOME_TEST_DYNAMODB_TABLE` and `DOME_TEST_AWS_ENDPOINT` (local/infra-check.sh sets
+//! them to the table it deployed into moto's CloudFormation) every case runs on that table
+//! instead, in turn, each on the emptied table ([`TestStore`]).
 
 use dome_catalog_store::contract;
 use dome_catalog_store::{CatalogStore, ChangeKind, StoreError};
-use dome_store_dynamodb::testing::MotoServer;
+use dome_store_dynamodb::testing::TestStore;
 use dome_store_dynamodb::DynamoStore;
 
-async fn moto() -> MotoServer {
-    match MotoServer::start().await {
-        Ok(server) => server,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-async fn store(moto: &MotoServer, table: &str) -> DynamoStore {
-    match moto.store(table).await {
+async fn test_store(own_table: &str) -> TestStore {
+    match TestStore::new(own_table).await {
         Ok(store) => store,
         Err(e) => panic!("{e}"),
     }
@@ -26,9 +23,8 @@ macro_rules! contract_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let moto = moto().await;
-                let store = store(&moto, concat!("dome-", stringify!($case))).await;
-                contract::$case(&store).await;
+                let target = test_store(concat!("dome-", stringify!($case))).await;
+                contract::$case(target.store()).await;
             }
         )*
     };
@@ -68,17 +64,18 @@ contract_tests!(
 /// All cases on one table, as the embedded store runs them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_on_one_table() {
-    let moto = moto().await;
-    let store = store(&moto, "dome-run-all").await;
-    contract::run_all(&store).await;
+    let target = test_store("dome-run-all").await;
+    contract::run_all(target.store()).await;
 }
 
 /// Tables are independent stores, and creating an existing table is not an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_are_separate_stores() {
-    let moto = moto().await;
-    let a = store(&moto, "dome-a").await;
-    let b = store(&moto, "dome-b").await;
+    let target = test_store("dome-a").await;
+    let a = target.store();
+    // A fresh name on the deployed endpoint too, so that b starts empty on every run.
+    let b = DynamoStore::new(target.client(), format!("dome-b-{}", std::process::id()));
+    b.create_table().await.expect("create table b");
     let v1 = contract::sample("productOffering", "po-1", 1, "in a");
     assert_eq!(a.create(v1.clone(), ChangeKind::Create).await, Ok(1));
     assert_eq!(b.head("productOffering", "po-1").await, Ok(None));
@@ -92,8 +89,8 @@ async fn tables_are_separate_stores() {
 /// A missing table is reported as the store being unavailable, not as missing data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_table_is_unavailable() {
-    let moto = moto().await;
-    let store = DynamoStore::new(moto.client(), "dome-never-created");
+    let target = test_store("dome-unused").await;
+    let store = DynamoStore::new(target.client(), "dome-never-created");
     match store.head("productOffering", "x").await {
         Err(StoreError::Unavailable(message)) => {
             assert!(message.contains("ResourceNotFound"), "{message}")

@@ -23,7 +23,8 @@
 //!
 //! The results go to stdout as Markdown (docs/benchmarks.md, "TMF620 API"); progress to
 //! stderr. `DOME_BENCH_SCENARIOS=floor,get,list,patch,post,starts` runs a subset (profiling);
-//! `DOME_BLOCKING_THREADS`, `DOME_HEAD_CACHE` and `MIMALLOC_*` are passed to tmf-api.
+//! `DOME_BLOCKING_THREADS`, `DOME_HEAD_CACHE`, `DOME_STORE_CACHE_MIB` and `MIMALLOC_*` are
+//! passed to tmf-api.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -159,8 +160,10 @@ fn tmf_api_command(data_dir: &Path, listen: &str) -> Command {
         .stderr(Stdio::inherit());
     // Server tuning under test (README of tmf-api), passed through when set.
     for (name, value) in std::env::vars() {
-        if matches!(name.as_str(), "DOME_BLOCKING_THREADS" | "DOME_HEAD_CACHE")
-            || name.starts_with("MIMALLOC_")
+        if matches!(
+            name.as_str(),
+            "DOME_BLOCKING_THREADS" | "DOME_HEAD_CACHE" | "DOME_STORE_CACHE_MIB"
+        ) || name.starts_with("MIMALLOC_")
         {
             command.env(name, value);
         }

@@ -44,6 +44,7 @@ use dome_tmf::{
     QueryLimits, ResourceDescriptor, Timestamp, TmfError,
 };
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 use crate::audience::{
     is_staff, restricted_audience, unix_now, validate_audience, ReadGate, ReadRefusal,
@@ -57,6 +58,20 @@ pub const JSON_UTF8: &str = "application/json;charset=utf-8";
 /// Heads read per store call while listing. Non-matching heads are dropped after each page,
 /// so this bounds what one list holds in memory besides its answer.
 const LIST_PAGE: usize = 200;
+/// How many lists may scan the store at once: see [`ListScans`].
+fn concurrent_list_scans() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+
+/// Permits to scan the store for a list. A scan holds a decoded page of heads (up to
+/// `LIST_PAGE` `serde_json::Value` trees of several KiB each) from the store read until it
+/// has been filtered; with one scan per connection, 32 connections listing at once held
+/// dozens of pages and took the server from 24 to 76 MiB (docs/benchmarks.md). Scans are
+/// CPU-bound (decoding and filtering), so more of them than cores do not finish sooner:
+/// further lists wait here instead of holding pages.
+#[derive(Clone)]
+struct ListScans(Arc<Semaphore>);
+
 /// Longest id looked up (the store refuses longer ones; nothing longer can exist).
 const MAX_ID_LEN: usize = dome_catalog_store::MAX_ID_LEN;
 
@@ -168,6 +183,10 @@ fn now() -> Timestamp {
 pub fn router(state: AppState) -> Router {
     let base = state.api.base_path.to_string();
     let state = Arc::new(state);
+    // Handed to the list handler alone (not as a request extension, which every request
+    // would pay for).
+    let scans = ListScans(Arc::new(Semaphore::new(concurrent_list_scans())));
+    let list = move |state, path, query, headers| list(state, path, query, headers, scans.clone());
     Router::new()
         .route(&format!("{base}/hub"), post(register_listener))
         .route(&format!("{base}/hub/{{id}}"), delete(unregister_listener))
@@ -528,10 +547,15 @@ async fn create(
 /// Entities restricted to an audience are left out unless `include_restricted` (staff).
 async fn query_heads(
     state: &AppState,
+    scans: &ListScans,
     resource: &ResourceDescriptor,
     query: &Query,
     include_restricted: bool,
 ) -> Result<(Vec<Value>, usize), Failure> {
+    let _scan = scans.0.acquire().await.map_err(|_| {
+        // The semaphore is never closed; this only keeps a broken invariant from panicking.
+        store_failure(StoreError::Unavailable("list scans closed".into()))
+    })?;
     let mut collector = query.collector();
     let mut cursor = None;
     loop {
@@ -557,6 +581,7 @@ async fn list(
     path: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    scans: ListScans,
 ) -> Answer {
     let Path(segment) = path.map_err(path_failure)?;
     let resource = descriptor(&state, &segment)?;
@@ -565,7 +590,7 @@ async fn list(
         .await
         .map_err(refusal)?
         .is_some();
-    let (page, total) = query_heads(&state, resource, &query, staff).await?;
+    let (page, total) = query_heads(&state, &scans, resource, &query, staff).await?;
     let status = if page.len() == total {
         StatusCode::OK
     } else {

@@ -11,6 +11,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_LIMIT: usize = 1000;
 /// Default number of entity heads the embedded store's cache keeps (`DOME_HEAD_CACHE`).
 pub const DEFAULT_HEAD_CACHE: usize = 4096;
+/// Default page cache of the embedded store in MiB (`DOME_STORE_CACHE_MIB`): the store's own
+/// default. redb's default (1 GiB) let the cache keep every page written, which was most of
+/// the growth of the server under writes (docs/benchmarks.md).
+pub const DEFAULT_STORE_CACHE_MIB: usize =
+    dome_catalog_store::EmbeddedStore::DEFAULT_CACHE_BYTES / (1024 * 1024);
 /// Default cap on tokio's blocking threads (`DOME_BLOCKING_THREADS`), which run the embedded
 /// store's reads and commits: the number of cores, at least 2. That work is CPU-bound reads
 /// and commits that redb runs one at a time, so more threads add memory (every thread keeps
@@ -44,6 +49,7 @@ pub const ENV_VARS: &[&str] = &[
     "DOME_NOTIFY_QUEUE_URL",
     "DOME_PUBLIC_BASE_URL",
     "DOME_STORE",
+    "DOME_STORE_CACHE_MIB",
     "DOME_TABLE",
 ];
 
@@ -98,6 +104,8 @@ pub struct Config {
     pub head_cache: usize,
     /// Most threads tokio's blocking pool may start (`DOME_BLOCKING_THREADS`).
     pub blocking_threads: usize,
+    /// Page cache of the embedded store, in bytes (`DOME_STORE_CACHE_MIB`).
+    pub store_cache_bytes: usize,
     /// Hub notifications go to this SQS queue (`DOME_NOTIFY_QUEUE_URL`), for the notifier
     /// function to deliver; unset: delivered by this process.
     pub notify_queue_url: Option<String>,
@@ -229,6 +237,13 @@ impl Config {
         let max_body_bytes = count("DOME_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
         let max_limit = count("DOME_MAX_LIMIT", DEFAULT_MAX_LIMIT)?;
         let blocking_threads = count("DOME_BLOCKING_THREADS", default_blocking_threads())?;
+        let store_cache_mib = count("DOME_STORE_CACHE_MIB", DEFAULT_STORE_CACHE_MIB)?;
+        let store_cache_bytes = store_cache_mib.checked_mul(1024 * 1024).ok_or_else(|| {
+            err(
+                "DOME_STORE_CACHE_MIB",
+                format!("{store_cache_mib} MiB does not fit in memory"),
+            )
+        })?;
         let head_cache = match get("DOME_HEAD_CACHE") {
             None => DEFAULT_HEAD_CACHE,
             Some(v) => v.trim().parse::<usize>().map_err(|_| {
@@ -298,6 +313,7 @@ impl Config {
             log_format,
             head_cache,
             blocking_threads,
+            store_cache_bytes,
             notify_queue_url,
             callback_allow_private,
             bus_rpc,
@@ -391,6 +407,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.head_cache, DEFAULT_HEAD_CACHE);
         assert_eq!(c.blocking_threads, default_blocking_threads());
+        assert_eq!(c.store_cache_bytes, DEFAULT_STORE_CACHE_MIB * 1024 * 1024);
         assert!(c.blocking_threads >= 2);
         assert!(c.bus_rpc.is_empty());
         assert_eq!(c.member_id, None);
@@ -412,9 +429,11 @@ mod tests {
             ("DOME_AUTH", "none"),
             ("DOME_HEAD_CACHE", "0"),
             ("DOME_BLOCKING_THREADS", "3"),
+            ("DOME_STORE_CACHE_MIB", "4"),
         ])
         .unwrap();
         assert_eq!((tuned.head_cache, tuned.blocking_threads), (0, 3));
+        assert_eq!(tuned.store_cache_bytes, 4 * 1024 * 1024);
         let any = config(&[
             ("DOME_AUTH", "none"),
             ("DOME_LISTEN", "0.0.0.0:9000"),
@@ -561,6 +580,17 @@ mod tests {
             (
                 vec![("DOME_AUTH", "none"), ("DOME_BLOCKING_THREADS", "0")],
                 "DOME_BLOCKING_THREADS",
+            ),
+            (
+                vec![("DOME_AUTH", "none"), ("DOME_STORE_CACHE_MIB", "0")],
+                "DOME_STORE_CACHE_MIB",
+            ),
+            (
+                vec![
+                    ("DOME_AUTH", "none"),
+                    ("DOME_STORE_CACHE_MIB", "18446744073709551615"),
+                ],
+                "DOME_STORE_CACHE_MIB",
             ),
             (
                 vec![("DOME_AUTH", "none"), ("DOME_PUBLIC_BASE_URL", "ftp://x")],

@@ -40,7 +40,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn CatalogStore>> {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("creating DOME_DATA_DIR {}", data_dir.display()))?;
             let file = data_dir.join("catalog.redb");
-            let store = EmbeddedStore::open(&file)
+            let store = EmbeddedStore::open_with_cache(&file, config.store_cache_bytes)
                 .with_context(|| format!("opening the embedded store {}", file.display()))?;
             tracing::info!(file = %file.display(), head_cache = config.head_cache, "embedded store");
             if config.head_cache == 0 {

@@ -488,3 +488,22 @@ async fn lists_span_several_store_pages() {
         .collect();
     assert_eq!(ranks, [444, 441, 438]);
 }
+
+/// More lists at once than the router lets scan the store (one per core): the others wait
+/// for a turn and every one gets the whole answer; a scan that kept its turn would hang them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lists_all_answer() {
+    let h = Harness::new();
+    seed_offerings(&h).await;
+    let lists = (0..24).map(|_| h.get("/productOffering?lifecycleStatus=Launched"));
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        futures_util::future::join_all(lists),
+    )
+    .await
+    .expect("every list answers");
+    for answer in answers {
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.header("x-total-count"), Some("2"));
+    }
+}

@@ -313,15 +313,11 @@ fn main() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
         let took = restarted.elapsed().as_secs_f64();
-        let applied = fed
-            .get_json(
-                2,
-                &format!("{TMF620_BASE}/productOffering?fields=id&limit=1"),
-            )
-            .ok();
-        let _ = applied;
+        // The relay checkpoint only says the backlog was handed off: check that C serves the
+        // last offering created (the first one C is missing would stall its replicator).
+        runtime.block_on(client.first_seen(&fed.url(2), &last, "1", Duration::from_secs(60)))?;
         println!(
-            "catch-up: C converged on {} offerings ({} heights) in {took:.1} s: {:.0} fetches/s",
+            "catch-up: C converged on {} offerings (bus height {}) in {took:.1} s: {:.0} fetches/s",
             ids.len(),
             target_height,
             ids.len() as f64 / took

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod federation;
+pub mod lambda_runtime;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
