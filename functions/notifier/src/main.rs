@@ -119,28 +119,15 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn infra_functions_json_lists_the_variables_read_on_lambda() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/functions.json");
-        let text = std::fs::read_to_string(path).expect("infra/functions.json is readable");
-        let json: serde_json::Value =
-            serde_json::from_str(&text).expect("infra/functions.json is JSON");
-        let env = json["functions"]["notifier"]["env"]
-            .as_object()
-            .expect("a notifier entry with env");
-        let mut deployed: Vec<&str> = env
-            .keys()
-            .map(String::as_str)
-            .filter(|n| *n != "RUST_LOG")
-            .collect();
-        deployed.sort_unstable();
-        let mut ours = super::ENV_VARS.to_vec();
-        ours.sort_unstable();
-        assert_eq!(
-            deployed, ours,
-            "infra/functions.json and the notifier differ"
-        );
+    fn env_vars_are_those_of_infra_functions_json() {
+        if let Err(e) =
+            dome_functions_manifest::check_env("notifier", super::ENV_VARS, &["RUST_LOG"])
+        {
+            panic!("{e}");
+        }
+        let deployed = dome_functions_manifest::deployed_env("notifier").expect("notifier");
         for name in super::LOCAL_ENV_VARS {
-            assert!(!env.contains_key(*name), "{name} is for local runs only");
+            assert!(!deployed.contains(*name), "{name} is for local runs only");
         }
     }
 }

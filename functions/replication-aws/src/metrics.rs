@@ -47,9 +47,7 @@ mod tests {
 
     /// The `metrics.relay_lag` entry of infra/functions.json, which the CDK's alarm reads.
     fn infra_relay_lag() -> Value {
-        let text = include_str!("../../../infra/functions.json");
-        let file: Value = serde_json::from_str(text).expect("functions.json parses");
-        file["metrics"]["relay_lag"].clone()
+        dome_functions_manifest::metric("relay_lag").expect("metrics.relay_lag")
     }
 
     #[test]

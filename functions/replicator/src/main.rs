@@ -91,22 +91,16 @@ async fn main() -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn env_vars_are_those_of_infra_functions_json() {
-        let text = include_str!("../../../infra/functions.json");
-        let file: serde_json::Value = serde_json::from_str(text).expect("functions.json parses");
-        let env = file["functions"]["replicator"]["env"]
-            .as_object()
-            .expect("replicator env");
-        for name in super::ENV_VARS {
-            assert!(env.contains_key(*name), "{name} is not in functions.json");
-        }
-        for name in env.keys() {
-            assert!(
-                super::ENV_VARS.contains(&name.as_str()) || name == "DOME_BUS_RPC",
-                "{name} of functions.json is not read"
-            );
+        if let Err(e) =
+            dome_functions_manifest::check_env("replicator", super::ENV_VARS, &["DOME_BUS_RPC"])
+        {
+            panic!("{e}");
         }
         for name in super::LOCAL_ENV_VARS {
-            assert!(!super::ENV_VARS.contains(name));
+            assert!(
+                !super::ENV_VARS.contains(name),
+                "{name} is for local runs only"
+            );
         }
     }
 }

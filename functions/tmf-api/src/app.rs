@@ -273,8 +273,23 @@ fn path_failure(_: PathRejection) -> Failure {
     Failure::new(ErrorCode::NotFound, "no such path in this API")
 }
 
-/// Requires a valid bearer token, unless authentication is disabled.
+/// Requires a valid bearer token for a change, unless authentication is disabled.
 async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Principal, Failure> {
+    require_token(
+        state,
+        headers,
+        "this request changes the catalogue: send Authorization: Bearer <token>",
+    )
+    .await
+}
+
+/// Requires a valid bearer token, unless authentication is disabled; `missing` says why when
+/// the request carries none.
+pub(crate) async fn require_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    missing: &'static str,
+) -> Result<Principal, Failure> {
     let Some(verifier) = &state.verifier else {
         return Ok(Principal {
             subject: "anonymous".into(),
@@ -284,12 +299,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Principal, F
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
-        .ok_or_else(|| {
-            Failure::new(
-                ErrorCode::Unauthorized,
-                "this request changes the catalogue: send Authorization: Bearer <token>",
-            )
-        })?;
+        .ok_or_else(|| Failure::new(ErrorCode::Unauthorized, missing))?;
     verifier.verify(token).await.map_err(|e| match e {
         AuthError::InvalidToken => {
             Failure::new(ErrorCode::Unauthorized, "the bearer token is not valid")

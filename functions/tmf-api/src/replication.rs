@@ -7,12 +7,14 @@
 //! | GET | `/replication/v1/deadLetter?limit=&cursor=` | dead letters by tx hash; `X-Next-Cursor` when there is more |
 //! | GET | `/replication/v1/status` | member id, checkpoints, last outbox seq, dead-letter count |
 //!
-//! These reads are public for now (they show event metadata, never entity bodies).
+//! `status` is public (counters only). The audit trail and the dead letters need a bearer
+//! token, as writes do: they name every replicated entity, those restricted to an audience
+//! included, and say who sent what.
 
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -21,7 +23,10 @@ use dome_tmf::ErrorCode;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::app::{header_value, json_response, store_failure, AppState, Failure};
+use crate::app::{header_value, json_response, require_token, store_failure, AppState, Failure};
+
+const LOGS_NEED_A_TOKEN: &str = "the audit trail and the dead letters name restricted entities: \
+     send Authorization: Bearer <token>";
 
 /// Base path of the replication API.
 pub const REPLICATION_BASE: &str = "/replication/v1";
@@ -109,7 +114,12 @@ fn page_response<T: Serialize>(items: &[T], next: Option<String>) -> Answer {
     Ok(response)
 }
 
-async fn audit(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Answer {
+async fn audit(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Answer {
+    require_token(&state, &headers, LOGS_NEED_A_TOKEN).await?;
     let request = page_request(raw.as_deref(), state.limits.max_limit)?;
     let page = state
         .store
@@ -119,7 +129,12 @@ async fn audit(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> A
     page_response(&page.items, page.next)
 }
 
-async fn dead_letters(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Answer {
+async fn dead_letters(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Answer {
+    require_token(&state, &headers, LOGS_NEED_A_TOKEN).await?;
     let request = page_request(raw.as_deref(), state.limits.max_limit)?;
     let page = state
         .store

@@ -550,7 +550,19 @@ async fn replication_api_answers() {
         json!({"member": "member-a", "publisherCheckpoint": 0, "outboxLast": 0,
                "relayCheckpoint": 0, "deadLetters": 0})
     );
-    let empty = api.get("/replication/v1/audit", &[]).await;
+    // The logs name restricted entities: a token is needed, as for writes.
+    for log in ["audit", "deadLetter"] {
+        api.get(&format!("/replication/v1/{log}"), &[])
+            .await
+            .tmf_error(401, "Unauthorized");
+        api.get(
+            &format!("/replication/v1/{log}"),
+            &[("authorization", "Bearer not-a-token".to_owned())],
+        )
+        .await
+        .tmf_error(401, "Unauthorized");
+    }
+    let empty = api.get("/replication/v1/audit", &Api::staff()).await;
     assert_eq!(empty.status, StatusCode::OK, "{}", empty.text);
     assert_eq!(empty.body, json!([]));
     assert_eq!(empty.header("x-next-cursor"), None);
@@ -592,7 +604,9 @@ async fn replication_api_answers() {
     );
 
     // the audit trail, page by page
-    let first = api.get("/replication/v1/audit?limit=2", &[]).await;
+    let first = api
+        .get("/replication/v1/audit?limit=2", &Api::staff())
+        .await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     assert_eq!(first.body.as_array().map(Vec::len), Some(2));
     assert_eq!(first.body[0]["id"], "entity-1");
@@ -602,7 +616,7 @@ async fn replication_api_answers() {
     let second = api
         .get(
             &format!("/replication/v1/audit?limit=2&cursor={cursor}"),
-            &[],
+            &Api::staff(),
         )
         .await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.text);
@@ -611,13 +625,18 @@ async fn replication_api_answers() {
     assert_eq!(second.header("x-next-cursor"), None);
 
     // dead letters, page by page
-    let letters = api.get("/replication/v1/deadLetter?limit=2", &[]).await;
+    let letters = api
+        .get("/replication/v1/deadLetter?limit=2", &Api::staff())
+        .await;
     assert_eq!(letters.status, StatusCode::OK, "{}", letters.text);
     assert_eq!(letters.body.as_array().map(Vec::len), Some(2));
     assert_eq!(letters.body[0]["reason"], "origin unreachable");
     let cursor = letters.header("x-next-cursor").expect("more").to_string();
     let rest = api
-        .get(&format!("/replication/v1/deadLetter?cursor={cursor}"), &[])
+        .get(
+            &format!("/replication/v1/deadLetter?cursor={cursor}"),
+            &Api::staff(),
+        )
         .await;
     assert_eq!(rest.body.as_array().map(Vec::len), Some(1));
 
@@ -632,7 +651,7 @@ async fn replication_api_answers() {
     ] {
         for log in ["audit", "deadLetter"] {
             let answer = api
-                .get(&format!("/replication/v1/{log}?{query}"), &[])
+                .get(&format!("/replication/v1/{log}?{query}"), &Api::staff())
                 .await;
             answer.tmf_error(400, "InvalidQuery");
         }

@@ -123,7 +123,14 @@ async fn applied_on(client: &Client, base: &str) -> anyhow::Result<HashMap<(Stri
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={}", urlencode(c)));
         }
-        let response = client.http.get(&url).send().await?;
+        // The audit trail names restricted entities: it needs the token, as writes do.
+        let response = client
+            .http
+            .get(&url)
+            .bearer_auth(LOCAL_API_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?;
         let next = response
             .headers()
             .get("x-next-cursor")
