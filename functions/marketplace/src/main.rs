@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use dome_bus_client::BusClient;
-use dome_catalog_store::{CatalogStore, EmbeddedStore};
+use dome_catalog_store::CatalogStore;
 use dome_events::{MemberId, MemberKeypair};
 use dome_queue_sqs::SqsQueue;
 use dome_replication::fetch::HttpFetcher;
@@ -30,13 +30,8 @@ use dome_replication::publisher::{Publisher, PublisherConfig};
 use dome_replication::relay::{DirectHandoff, Handoff, Relay, RelayConfig};
 use dome_replication::replicator::{Replicator, ReplicatorConfig};
 use dome_replication_aws::{SqsHandoff, SqsReplicator};
-use dome_tmf::{ApiSpec, QueryLimits};
-use dome_tmf_api::auth::TokenVerifier;
-use dome_tmf_api::config::{default_base_url, AuthConfig, Config, LogFormat, StoreConfig};
-use dome_tmf_api::members::MemberDirectory;
-use dome_tmf_api::notify::{HttpTransport, InProcessNotifier, RetryPolicy};
-use dome_tmf_api::{router, AppState, BusMemberDirectory, HeadCache, StaticTokens};
-use tracing_subscriber::EnvFilter;
+use dome_tmf_api::config::{default_base_url, Config};
+use dome_tmf_api::{router, startup};
 
 /// Timeout of one RPC call to a validator.
 const BUS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -44,17 +39,6 @@ const BUS_TIMEOUT: Duration = Duration::from_secs(3);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before trying again to take the relay lease held by another process.
 const LEASE_RETRY: Duration = Duration::from_secs(2);
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
 
 struct Replication {
     member: MemberId,
@@ -89,79 +73,21 @@ fn replication_config(config: &Config) -> anyhow::Result<Option<Replication>> {
     }))
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn CatalogStore>> {
-    match &config.store {
-        StoreConfig::Embedded { data_dir } => {
-            std::fs::create_dir_all(data_dir)
-                .with_context(|| format!("creating DOME_DATA_DIR {}", data_dir.display()))?;
-            let file = data_dir.join("catalog.redb");
-            let store = EmbeddedStore::open(&file)
-                .with_context(|| format!("opening the embedded store {}", file.display()))?;
-            if config.head_cache == 0 {
-                return Ok(Arc::new(store));
-            }
-            Ok(Arc::new(HeadCache::new(Arc::new(store), config.head_cache)))
-        }
-        StoreConfig::DynamoDb { table } => {
-            let config = dome_store_dynamodb::sdk_config_from_env().await;
-            Ok(Arc::new(dome_store_dynamodb::DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                table.clone(),
-            )))
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    init_tracing(config.log_format);
+    startup::init_tracing(config.log_format);
     let replication = replication_config(&config)?;
-    let api = Arc::new(ApiSpec::tmf620().context("loading the TMF620 definitions")?);
-    let store = open_store(&config).await?;
-    let verifier: Option<Arc<dyn TokenVerifier>> = match &config.auth {
-        AuthConfig::Tokens(tokens) => Some(Arc::new(StaticTokens::new(tokens))),
-        _ => None,
-    };
-    let limits = QueryLimits {
-        max_limit: config.max_limit,
-        ..QueryLimits::default()
-    };
-    let transport = Arc::new(HttpTransport::new(Duration::from_secs(10)).context("HTTP client")?);
-    let notifier = Arc::new(InProcessNotifier::start(
-        Arc::clone(&store),
-        transport,
-        RetryPolicy::default(),
-        limits.clone(),
-    ));
-    let members: Option<Arc<dyn MemberDirectory>> = if config.bus_rpc.is_empty() {
-        None
-    } else {
-        Some(Arc::new(
-            BusMemberDirectory::new(config.bus_rpc.clone())
-                .map_err(|e| anyhow!("member registry: {e}"))?,
-        ))
-    };
+    // The same assembly as the tmf-api function: same settings, same meaning.
+    let store = startup::open_store(&config).await?;
+    let mut state = startup::app_state(&config, Arc::clone(&store)).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding DOME_LISTEN {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState {
-        api,
-        store: Arc::clone(&store),
-        verifier,
-        notifier,
-        public_base_url: Some(
-            config
-                .public_base_url
-                .clone()
-                .unwrap_or_else(|| default_base_url(addr)),
-        ),
-        max_body_bytes: config.max_body_bytes,
-        limits,
-        members,
-        member_id: config.member_id.clone(),
-    };
+    if state.public_base_url.is_none() {
+        state.public_base_url = Some(default_base_url(addr));
+    }
     if let Some(replication) = replication {
         start_workers(Arc::clone(&store), replication).await?;
     }

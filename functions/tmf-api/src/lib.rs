@@ -15,6 +15,7 @@ pub mod jwt;
 pub mod members;
 pub mod notify;
 pub mod replication;
+pub mod startup;
 
 pub use app::{router, AppState};
 pub use auth::{StaticTokens, TokenVerifier};

@@ -1,74 +1,19 @@
 //! `tmf-api`: the TMF620 API as a local HTTP server or, when `AWS_LAMBDA_RUNTIME_API` is set,
 //! as a Lambda function behind a function URL. Configuration: environment variables (README).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::{anyhow, Context as _};
-use dome_catalog_store::{CatalogStore, EmbeddedStore};
-use dome_tmf::{ApiSpec, QueryLimits};
-use dome_tmf_api::auth::TokenVerifier;
-use dome_tmf_api::config::{default_base_url, AuthConfig, Config, LogFormat, StoreConfig};
-use dome_tmf_api::jwt::{JwtSettings, JwtVerifier};
-use dome_tmf_api::members::MemberDirectory;
-use dome_tmf_api::notify::{HttpTransport, InProcessNotifier, NotificationSink, RetryPolicy};
-use dome_tmf_api::{router, AppState, BusMemberDirectory, HeadCache, StaticTokens};
-use tracing_subscriber::EnvFilter;
+use dome_tmf_api::config::{default_base_url, Config};
+use dome_tmf_api::{router, startup};
 
 /// mimalloc instead of glibc malloc: cheaper allocation on the request path (GET by id about
 /// 25% faster in docs/benchmarks.md). See `disable_transparent_huge_pages` for its memory.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Timeout of one notification POST.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn CatalogStore>> {
-    match &config.store {
-        StoreConfig::Embedded { data_dir } => {
-            std::fs::create_dir_all(data_dir)
-                .with_context(|| format!("creating DOME_DATA_DIR {}", data_dir.display()))?;
-            let file = data_dir.join("catalog.redb");
-            let store = EmbeddedStore::open_with_cache(&file, config.store_cache_bytes)
-                .with_context(|| format!("opening the embedded store {}", file.display()))?;
-            tracing::info!(file = %file.display(), head_cache = config.head_cache, "embedded store");
-            if config.head_cache == 0 {
-                return Ok(Arc::new(store));
-            }
-            // This process alone can write the file (redb locks it): heads can be cached.
-            Ok(Arc::new(HeadCache::new(Arc::new(store), config.head_cache)))
-        }
-        #[cfg(feature = "dynamodb")]
-        StoreConfig::DynamoDb { table } => {
-            // Reads DOME_TABLE (already checked by Config) and the AWS SDK settings.
-            let store = dome_store_dynamodb::DynamoStore::from_env()
-                .await
-                .context("configuring the DynamoDB store")?;
-            tracing::info!(%table, "DynamoDB store");
-            Ok(Arc::new(store))
-        }
-        #[cfg(not(feature = "dynamodb"))]
-        StoreConfig::DynamoDb { .. } => Err(anyhow!(
-            "DOME_STORE=dynamodb: this binary was built without the `dynamodb` feature"
-        )),
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     disable_transparent_huge_pages();
     let config = Config::from_env()?;
-    init_tracing(config.log_format);
+    startup::init_tracing(config.log_format);
     // What `#[tokio::main]` builds, with a cap on the blocking pool.
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -79,52 +24,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let api = Arc::new(ApiSpec::tmf620().context("loading the TMF620 definitions")?);
-    let store = open_store(&config).await?;
-    let verifier: Option<Arc<dyn TokenVerifier>> = match &config.auth {
-        AuthConfig::Tokens(tokens) => Some(Arc::new(StaticTokens::new(tokens))),
-        AuthConfig::Jwt {
-            issuer,
-            audience,
-            jwks_url,
-        } => {
-            let settings = JwtSettings::new(issuer.clone(), audience.clone(), jwks_url.clone());
-            tracing::info!(%issuer, %audience, %jwks_url, "JWT authentication");
-            Some(Arc::new(
-                JwtVerifier::new(settings).context("DOME_AUTH=jwt")?,
-            ))
-        }
-        AuthConfig::Disabled => {
-            tracing::warn!("DOME_AUTH=none: anyone can change this catalogue");
-            None
-        }
-    };
-    let limits = QueryLimits {
-        max_limit: config.max_limit,
-        ..QueryLimits::default()
-    };
-    let notifier = notification_sink(&config, &store, &limits).await?;
-    let members: Option<Arc<dyn MemberDirectory>> = if config.bus_rpc.is_empty() {
-        tracing::info!(
-            "DOME_BUS_RPC unset: restricted versions are served to bearer-token callers only"
-        );
-        None
-    } else {
-        let directory = BusMemberDirectory::new(config.bus_rpc.clone())
-            .map_err(|e| anyhow!("member registry: {e}"))?;
-        Some(Arc::new(directory))
-    };
-    let mut state = AppState {
-        api,
-        store,
-        verifier,
-        notifier,
-        public_base_url: config.public_base_url.clone(),
-        max_body_bytes: config.max_body_bytes,
-        limits,
-        members,
-        member_id: config.member_id.clone(),
-    };
+    let store = startup::open_store(&config).await?;
+    let mut state = startup::app_state(&config, store).await?;
 
     if config.lambda {
         tracing::info!("running under the Lambda runtime");
@@ -151,42 +52,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Where hub notifications go: the SQS queue of `DOME_NOTIFY_QUEUE_URL` (the notifier
-/// function delivers them), else this process's own delivery worker.
-async fn notification_sink(
-    config: &Config,
-    store: &Arc<dyn CatalogStore>,
-    limits: &QueryLimits,
-) -> anyhow::Result<Arc<dyn NotificationSink>> {
-    if let Some(url) = &config.notify_queue_url {
-        #[cfg(feature = "sqs")]
-        {
-            tracing::info!(queue = %url, "hub notifications through SQS");
-            let queue = dome_queue_sqs::SqsQueue::connect(url.clone()).await;
-            return Ok(Arc::new(dome_tmf_api::notify::SqsNotificationSink::new(
-                queue,
-            )));
-        }
-        #[cfg(not(feature = "sqs"))]
-        return Err(anyhow!(
-            "DOME_NOTIFY_QUEUE_URL={url}: this binary was built without the `sqs` feature"
-        ));
-    }
-    if !config.callback_allow_private {
-        tracing::info!("callbacks on non-public addresses refused");
-    }
-    let transport = Arc::new(HttpTransport::with_private_callbacks(
-        DELIVERY_TIMEOUT,
-        config.callback_allow_private,
-    ));
-    Ok(Arc::new(InProcessNotifier::start(
-        Arc::clone(store),
-        transport,
-        RetryPolicy::default(),
-        limits.clone(),
-    )))
 }
 
 /// mimalloc asks for transparent huge pages on its arenas (madvise); each touched 2 MiB page
