@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use dome_bus_client::BusClient;
-use dome_catalog_store::CatalogStore;
-use dome_events::MemberId;
 use dome_replication::lease::LeaseError;
 use dome_replication::publisher::{Publisher, PublisherConfig};
 use dome_replication_aws::workers::{publish_with_lease, WorkerError};
@@ -37,13 +35,8 @@ const LEASE_RETRY: Duration = Duration::from_secs(2);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     runtime::init_tracing();
-    let store: Arc<dyn CatalogStore> = Arc::new(
-        dome_store_dynamodb::DynamoStore::from_env()
-            .await
-            .context("DOME_TABLE")?,
-    );
-    let member = MemberId::new(env::required("DOME_MEMBER_ID")?)
-        .map_err(|e| anyhow!("DOME_MEMBER_ID: {e}"))?;
+    let store = runtime::table_store().await.context("DOME_TABLE")?;
+    let member = env::member_id()?;
     let bus = BusClient::new(env::bus_rpc("DOME_BUS_RPC")?, BUS_TIMEOUT)
         .map_err(|e| anyhow!("DOME_BUS_RPC: {e}"))?;
     let key = dome_replication_aws::load_signing_key().await?;

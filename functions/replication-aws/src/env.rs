@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use dome_events::MemberId;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{name}: {message}")]
 pub struct EnvError {
@@ -27,6 +29,12 @@ pub fn optional(name: &str) -> Option<String> {
 
 pub fn required(name: &str) -> Result<String, EnvError> {
     optional(name).ok_or_else(|| error(name, "required"))
+}
+
+/// This marketplace's member id on the bus (`DOME_MEMBER_ID`).
+pub fn member_id() -> Result<MemberId, EnvError> {
+    const NAME: &str = "DOME_MEMBER_ID";
+    MemberId::new(required(NAME)?).map_err(|e| error(NAME, e.to_string()))
 }
 
 /// A whole number between `min` and `max`, `default` when unset.

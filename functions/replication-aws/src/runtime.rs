@@ -1,6 +1,9 @@
 //! What the three function binaries share: logging, time budgets, the local/Lambda switch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use dome_catalog_store::{CatalogStore, StoreError};
 
 use tracing_subscriber::EnvFilter;
 
@@ -28,6 +31,14 @@ pub fn invocation_deadline(budget: Duration, deadline_ms: u64) -> Instant {
     let left_ms = deadline_ms.saturating_sub(dome_replication::now_ms());
     let lambda_left = Duration::from_millis(left_ms).saturating_sub(LAMBDA_MARGIN);
     now + budget.min(lambda_left)
+}
+
+/// The marketplace's DynamoDB table (`DOME_TABLE`, SDK settings from the environment) as
+/// the catalogue store every function works on.
+pub async fn table_store() -> Result<Arc<dyn CatalogStore>, StoreError> {
+    Ok(Arc::new(
+        dome_store_dynamodb::DynamoStore::from_env().await?,
+    ))
 }
 
 #[cfg(test)]

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use aws_lambda_events::event::sqs::SqsEvent;
-use dome_catalog_store::CatalogStore;
-use dome_events::MemberId;
 use dome_queue_sqs::SqsQueue;
 use dome_replication::fetch::HttpFetcher;
 use dome_replication::replicator::{Replicator, ReplicatorConfig};
@@ -41,13 +39,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     runtime::init_tracing();
-    let store: Arc<dyn CatalogStore> = Arc::new(
-        dome_store_dynamodb::DynamoStore::from_env()
-            .await
-            .context("DOME_TABLE")?,
-    );
-    let member = MemberId::new(env::required("DOME_MEMBER_ID")?)
-        .map_err(|e| anyhow!("DOME_MEMBER_ID: {e}"))?;
+    let store = runtime::table_store().await.context("DOME_TABLE")?;
+    let member = env::member_id()?;
     let key = Arc::new(dome_replication_aws::load_signing_key().await?);
     let dlq = SqsQueue::connect(env::required("DOME_REPLICATION_DLQ_URL")?).await;
     let config = consumer::config_from_env()?;
