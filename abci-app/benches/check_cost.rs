@@ -1,6 +1,7 @@
 //! Cost of checking one catalogue-event transaction, as CheckTx does it: decode, verify the
 //! origin's signature and apply the bus rules. Also the decode+rules part alone (what
-//! FinalizeBlock pays when the signature was already verified by this node's CheckTx).
+//! FinalizeBlock pays when the signature was already verified by this node's CheckTx), and
+//! the same per event when the events travel in bundles.
 //!
 //! `cargo bench -p dome-abci --bench check_cost` prints medians over repeated batches.
 
@@ -13,18 +14,32 @@ const ORIGINS: u32 = 4;
 const TXS_PER_BATCH: u64 = 2_000;
 const BATCHES: usize = 15;
 
-fn transactions() -> Vec<Vec<u8>> {
+/// `TXS_PER_BATCH` catalogue events of `ORIGINS` origins, `bundle` consecutive events of one
+/// origin per transaction (1: each alone).
+fn transactions(bundle: usize) -> Vec<Vec<u8>> {
+    let per_origin = TXS_PER_BATCH / ORIGINS as u64;
     let mut txs = Vec::new();
-    for seq in 1..=TXS_PER_BATCH {
-        let origin = ((seq - 1) % ORIGINS as u64) as u32;
-        let origin_seq = (seq - 1) / ORIGINS as u64 + 1;
-        let id = format!("offering-{seq}");
-        let event = test_keys::sample_create(origin, origin_seq, &id);
-        let tx = Transaction::signed_event(event, &test_keys::member_keypair(origin))
-            .and_then(|t| t.encode());
-        match tx {
-            Ok(bytes) => txs.push(bytes),
-            Err(e) => panic!("benchmark input is invalid: {e}"),
+    for origin in 0..ORIGINS {
+        let key = test_keys::member_keypair(origin);
+        let signed: Vec<Transaction> = (1..=per_origin)
+            .map(|seq| {
+                let id = format!("offering-{origin}-{seq}");
+                let event = test_keys::sample_create(origin, seq, &id);
+                match Transaction::signed_event(event, &key) {
+                    Ok(tx) => tx,
+                    Err(e) => panic!("benchmark input is invalid: {e}"),
+                }
+            })
+            .collect();
+        for chunk in signed.chunks(bundle) {
+            let bytes = match chunk {
+                [tx] => tx.encode(),
+                _ => dome_events::encode_bundle(chunk),
+            };
+            match bytes {
+                Ok(bytes) => txs.push(bytes),
+                Err(e) => panic!("benchmark input is invalid: {e}"),
+            }
         }
     }
     txs
@@ -39,7 +54,8 @@ impl SignatureCheck for AlreadyVerified {
     }
 }
 
-fn median_micros_per_tx(txs: &[Vec<u8>], verifier: &dyn SignatureCheck) -> f64 {
+/// Median over the batches of the time per event.
+fn median_micros_per_event(txs: &[Vec<u8>], verifier: &dyn SignatureCheck) -> f64 {
     let members: Vec<_> = (0..ORIGINS).map(test_keys::member_info).collect();
     let base = BusState::genesis(&members, &[]);
     let mut samples = Vec::with_capacity(BATCHES);
@@ -51,21 +67,21 @@ fn median_micros_per_tx(txs: &[Vec<u8>], verifier: &dyn SignatureCheck) -> f64 {
                 base: &base,
                 pending: &mut pending,
             };
-            if let Err(r) = view.apply_bytes(tx, 1, verifier) {
+            if let Err(r) = view.apply_bus_bytes(tx, 1, verifier) {
                 panic!("benchmark transaction rejected: {:?} {}", r.code, r.log);
             }
         }
-        samples.push(start.elapsed().as_secs_f64() * 1e6 / txs.len() as f64);
+        samples.push(start.elapsed().as_secs_f64() * 1e6 / TXS_PER_BATCH as f64);
     }
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }
 
 fn main() {
-    let txs = transactions();
+    let txs = transactions(1);
     let size = txs.iter().map(Vec::len).sum::<usize>() / txs.len();
-    let full = median_micros_per_tx(&txs, &PlainVerifier);
-    let rules_only = median_micros_per_tx(&txs, &AlreadyVerified);
+    let full = median_micros_per_event(&txs, &PlainVerifier);
+    let rules_only = median_micros_per_event(&txs, &AlreadyVerified);
     println!("transaction size: {size} bytes (mean)");
     println!("check one transaction (decode + ed25519 verify + rules): median {full:.1} us");
     println!("decode + rules, signature already verified:           median {rules_only:.1} us");
@@ -73,6 +89,15 @@ fn main() {
         "signature share: {:.0}%",
         (full - rules_only) / full * 100.0
     );
+    for bundle in [8, 32] {
+        let bundles = transactions(bundle);
+        let size = bundles.iter().map(Vec::len).sum::<usize>() / bundles.len();
+        let full = median_micros_per_event(&bundles, &PlainVerifier);
+        let rules_only = median_micros_per_event(&bundles, &AlreadyVerified);
+        println!(
+            "bundles of {bundle} ({size} bytes), per event: decode + verify + rules {full:.1} us, decode + rules {rules_only:.1} us"
+        );
+    }
     block_calls(&txs[..1000]);
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use dome_events::genesis::GenesisAppState;
-use dome_events::{PublicKey, Transaction, CODESPACE};
+use dome_events::{BundledTx, BusTx, PreparedKey, PublicKey, Transaction, TxId, CODESPACE};
 use sha2::{Digest, Sha256};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
@@ -27,12 +27,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::query;
 use crate::state::{
-    next_app_hash, tx_id, Accepted, BusState, Pending, PlainVerifier, SignatureCheck, View,
+    next_app_hash, tx_id, Accepted, BusItem, BusState, Pending, PlainVerifier, SignatureCheck, View,
 };
 use crate::store::{Store, StoreError, StoredEvent};
 
 /// Bound on remembered transactions; the cache is cleared when it grows past it.
 const TX_CACHE_LIMIT: usize = 100_000;
+/// Bound on remembered decompressed member keys (members, plus rotated keys).
+const PREPARED_KEY_LIMIT: usize = 4_096;
 /// Proposals executed in ProcessProposal and kept for FinalizeBlock (several rounds may
 /// propose different blocks at one height).
 const PROPOSAL_CACHE_LIMIT: usize = 8;
@@ -71,11 +73,30 @@ impl ExecutedBlock {
     }
 }
 
-/// A transaction this node decoded, with the keys its approvals verified under.
+/// A bus transaction this node decoded: the transaction alone, or a bundle's events.
 pub struct CheckedTx {
+    pub items: Vec<CheckedItem>,
+}
+
+/// One signed transaction of a bus transaction, with the keys its approvals verified under.
+pub struct CheckedItem {
+    pub id: TxId,
     pub tx: Transaction,
-    /// For each approval, the key its signature verified with.
+    /// For each approval, the key its signature verified with (empty: not verified).
     verified_keys: Vec<PublicKey>,
+}
+
+impl CheckedTx {
+    fn bus_items(&self) -> Vec<BusItem<'_>> {
+        self.items
+            .iter()
+            .map(|item| BusItem {
+                id: &item.id,
+                tx: &item.tx,
+                verifier: item,
+            })
+            .collect()
+    }
 }
 
 /// Transactions this node has already decoded and verified, by the sha256 of their bytes.
@@ -88,6 +109,8 @@ pub struct CheckedTx {
 pub struct TxCache {
     entries: Mutex<HashMap<[u8; 32], Arc<CheckedTx>>>,
     misses: AtomicU64,
+    /// Members' keys with their curve points decompressed (a few per federation).
+    prepared_keys: Mutex<HashMap<PublicKey, PreparedKey>>,
 }
 
 impl TxCache {
@@ -109,38 +132,80 @@ impl TxCache {
         checked
     }
 
-    /// Decodes and verifies `tx_bytes` against `current_keys` (the registered key of each
-    /// signer, if any), caching the result when every approval verifies.
+    /// Strict verification of approval `index` of `tx` by `key`, with the key decompressed
+    /// once rather than at every signature.
+    fn verify(&self, tx: &Transaction, index: usize, key: &PublicKey) -> bool {
+        let Some(approval) = tx.signatures.get(index) else {
+            return false;
+        };
+        let prepared = {
+            let mut keys = self.prepared_keys.lock().unwrap_or_else(|p| p.into_inner());
+            match keys.get(key) {
+                Some(prepared) => prepared.clone(),
+                None => {
+                    let Ok(prepared) = key.prepare() else {
+                        return false;
+                    };
+                    if keys.len() >= PREPARED_KEY_LIMIT {
+                        keys.clear();
+                    }
+                    keys.insert(*key, prepared.clone());
+                    prepared
+                }
+            }
+        };
+        match tx.own_signing_bytes() {
+            Ok(message) => prepared.verify(&message, &approval.signature).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Decodes `tx_bytes` and verifies every approval of every transaction it carries
+    /// against `current_keys` (for each transaction, the registered key of each signer, if
+    /// any), caching the result when all of them verify.
     fn check(
         &self,
         id: [u8; 32],
         tx_bytes: &[u8],
-        current_keys: impl Fn(&Transaction) -> Vec<Option<PublicKey>>,
+        current_keys: impl Fn(&[BundledTx]) -> Vec<Vec<Option<PublicKey>>>,
     ) -> Result<Arc<CheckedTx>, crate::state::Rejection> {
         if let Some(hit) = self.get(&id) {
             return Ok(hit);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let tx = Transaction::decode(tx_bytes)?;
-        let keys = current_keys(&tx);
-        let mut verified_keys = Vec::with_capacity(keys.len());
-        for (index, key) in keys.iter().enumerate() {
-            match key {
-                Some(key) if PlainVerifier.verify(&id, &tx, index, key) => verified_keys.push(*key),
-                // Not cacheable: the rules will reject it with the precise reason.
-                _ => {
-                    return Ok(Arc::new(CheckedTx {
-                        tx,
-                        verified_keys: Vec::new(),
-                    }))
+        let decoded = BusTx::decode(tx_bytes)?.into_items(tx_bytes);
+        let keys = current_keys(&decoded);
+        let mut all_verified = true;
+        let mut items = Vec::with_capacity(decoded.len());
+        for (BundledTx { id, tx }, keys) in decoded.into_iter().zip(keys) {
+            let mut verified_keys = Vec::with_capacity(keys.len());
+            for (index, key) in keys.iter().enumerate() {
+                match key {
+                    Some(key) if self.verify(&tx, index, key) => verified_keys.push(*key),
+                    // Not cacheable: the rules will reject it with the precise reason.
+                    _ => {
+                        all_verified = false;
+                        verified_keys.clear();
+                        break;
+                    }
                 }
             }
+            items.push(CheckedItem {
+                id,
+                tx,
+                verified_keys,
+            });
         }
-        Ok(self.insert(id, CheckedTx { tx, verified_keys }))
+        let checked = CheckedTx { items };
+        if all_verified {
+            Ok(self.insert(id, checked))
+        } else {
+            Ok(Arc::new(checked))
+        }
     }
 }
 
-impl SignatureCheck for CheckedTx {
+impl SignatureCheck for CheckedItem {
     fn verify(&self, tx_id: &[u8; 32], tx: &Transaction, index: usize, key: &PublicKey) -> bool {
         self.verified_keys.get(index) == Some(key) || PlainVerifier.verify(tx_id, tx, index, key)
     }
@@ -191,17 +256,23 @@ impl DomeApp {
         let id = tx_id(tx_bytes);
         // Decoding and signature verification run outside the state lock: they are the costly
         // part, and the mempool connection should not hold up consensus calls.
-        let checked = self.transactions.check(id, tx_bytes, |tx| {
+        let checked = self.transactions.check(id, tx_bytes, |items| {
             let inner = self.lock();
-            tx.signatures
+            items
                 .iter()
-                .map(|a| {
-                    inner
-                        .check_pending
-                        .members
-                        .get(&a.signer)
-                        .or_else(|| inner.state.members.get(&a.signer))
-                        .map(|m| m.info.public_key)
+                .map(|item| {
+                    item.tx
+                        .signatures
+                        .iter()
+                        .map(|a| {
+                            inner
+                                .check_pending
+                                .members
+                                .get(&a.signer)
+                                .or_else(|| inner.state.members.get(&a.signer))
+                                .map(|m| m.info.public_key)
+                        })
+                        .collect()
                 })
                 .collect()
         })?;
@@ -216,7 +287,7 @@ impl DomeApp {
             base: state,
             pending: check_pending,
         };
-        view.apply(&checked.tx, &id, next_height, checked.as_ref())
+        view.apply_all(&checked.bus_items(), next_height)
             .map(|_| ())
     }
 
@@ -227,13 +298,16 @@ impl DomeApp {
         view: &mut View<'_>,
         tx_bytes: &[u8],
         height: u64,
-    ) -> Result<Accepted, crate::state::Rejection> {
+    ) -> Result<Vec<(TxId, Accepted)>, crate::state::Rejection> {
         let id = tx_id(tx_bytes);
         match self.transactions.get(&id) {
-            Some(checked) => view.apply(&checked.tx, &id, height, checked.as_ref()),
+            Some(checked) => {
+                let accepted = view.apply_all(&checked.bus_items(), height)?;
+                Ok(checked.items.iter().map(|i| i.id).zip(accepted).collect())
+            }
             None => {
                 self.transactions.misses.fetch_add(1, Ordering::Relaxed);
-                view.apply_bytes(tx_bytes, height, &PlainVerifier)
+                view.apply_bus_bytes(tx_bytes, height, &PlainVerifier)
             }
         }
     }
@@ -257,36 +331,39 @@ impl DomeApp {
                 pending: &mut pending,
             };
             match self.apply_in_block(&mut view, tx, height) {
-                Ok(Accepted::Catalogue(event)) => {
-                    let hash = tx_hash(tx);
-                    tx_results.push(ExecTxResult {
-                        code: 0,
-                        events: vec![catalogue_event_attributes(&event)],
-                        ..Default::default()
-                    });
-                    stored_events.push(StoredEvent {
-                        height,
-                        index: index as u32,
-                        tx_hash: hash,
-                        event,
-                    });
-                }
-                Ok(Accepted::Governance {
-                    nonce,
-                    action,
-                    validator_update,
-                }) => {
-                    if let Some((key, power)) = validator_update {
-                        validator_updates.push(ValidatorUpdate {
-                            pub_key: Some(ProtoPublicKey {
-                                sum: Some(Sum::Ed25519(key.0.to_vec())),
-                            }),
-                            power: power as i64,
-                        });
+                Ok(accepted) => {
+                    let mut events = Vec::with_capacity(accepted.len());
+                    for (id, done) in accepted {
+                        match done {
+                            Accepted::Catalogue(event) => {
+                                events.push(catalogue_event_attributes(&event));
+                                stored_events.push(StoredEvent {
+                                    height,
+                                    index: index as u32,
+                                    tx_hash: hex::encode_upper(id),
+                                    event,
+                                });
+                            }
+                            Accepted::Governance {
+                                nonce,
+                                action,
+                                validator_update,
+                            } => {
+                                if let Some((key, power)) = validator_update {
+                                    validator_updates.push(ValidatorUpdate {
+                                        pub_key: Some(ProtoPublicKey {
+                                            sum: Some(Sum::Ed25519(key.0.to_vec())),
+                                        }),
+                                        power: power as i64,
+                                    });
+                                }
+                                events.push(governance_event(nonce, &action));
+                            }
+                        }
                     }
                     tx_results.push(ExecTxResult {
                         code: 0,
-                        events: vec![governance_event(nonce, &action)],
+                        events,
                         ..Default::default()
                     });
                 }

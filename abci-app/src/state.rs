@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use dome_events::model::InvalidField;
 use dome_events::wire::DecodeError;
 use dome_events::{
-    Action, CatalogueEvent, ContentHash, GovernanceAction, GovernanceProposal, MemberId,
-    MemberInfo, Payload, PublicKey, Transaction, TxCode,
+    Action, BusTx, CatalogueEvent, ContentHash, GovernanceAction, GovernanceProposal, MemberId,
+    MemberInfo, Payload, PublicKey, Transaction, TxCode, TxId,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -241,6 +241,13 @@ pub fn tx_id(tx_bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(tx_bytes).into()
 }
 
+/// One transaction of a bus transaction, with its id and how to check its signatures.
+pub struct BusItem<'a> {
+    pub id: &'a TxId,
+    pub tx: &'a Transaction,
+    pub verifier: &'a dyn SignatureCheck,
+}
+
 /// Committed state seen through a change set: the view transactions are checked against.
 pub struct View<'a> {
     pub base: &'a BusState,
@@ -328,6 +335,95 @@ impl View<'_> {
     ) -> Result<Accepted, Rejection> {
         let tx = Transaction::decode(tx_bytes)?;
         self.apply(&tx, &tx_id(tx_bytes), height, verifier)
+    }
+
+    /// Applies the transactions one bus transaction carries (one alone, or a bundle's
+    /// events), in order and all or none: when one is rejected the change set is restored
+    /// to what it was before the first, and the rejection names the event that failed.
+    pub fn apply_all(
+        &mut self,
+        items: &[BusItem<'_>],
+        height: u64,
+    ) -> Result<Vec<Accepted>, Rejection> {
+        if let [only] = items {
+            return Ok(vec![self.apply(only.tx, only.id, height, only.verifier)?]);
+        }
+        // Bundles carry catalogue events only (the decoder refuses anything else), and an
+        // event writes exactly its origin's seq and its entity's head: remembering those two
+        // entries before each event is a complete undo log.
+        let mut undo: Vec<(MemberId, Option<u64>, String, Option<EntityHead>)> =
+            Vec::with_capacity(items.len());
+        let mut accepted = Vec::with_capacity(items.len());
+        for (position, item) in items.iter().enumerate() {
+            let Payload::CatalogueEvent(event) = &item.tx.payload else {
+                self.undo(undo);
+                return Err(reject(
+                    TxCode::Malformed,
+                    format!(
+                        "event {} of {} in the bundle: a bundle carries catalogue events only",
+                        position + 1,
+                        items.len()
+                    ),
+                ));
+            };
+            let key = event.entity.key();
+            let previous_seq = self.pending.origin_seqs.get(&event.origin).copied();
+            let previous_head = self.pending.heads.get(&key).cloned();
+            match self.apply(item.tx, item.id, height, item.verifier) {
+                Ok(done) => {
+                    undo.push((event.origin.clone(), previous_seq, key, previous_head));
+                    accepted.push(done);
+                }
+                Err(rejection) => {
+                    self.undo(undo);
+                    return Err(Rejection {
+                        code: rejection.code,
+                        log: format!(
+                            "event {} of {} in the bundle ({} seq {}): {}",
+                            position + 1,
+                            items.len(),
+                            event.origin,
+                            event.origin_seq,
+                            rejection.log
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
+    fn undo(&mut self, undo: Vec<(MemberId, Option<u64>, String, Option<EntityHead>)>) {
+        for (origin, seq, key, head) in undo.into_iter().rev() {
+            match seq {
+                Some(seq) => self.pending.origin_seqs.insert(origin, seq),
+                None => self.pending.origin_seqs.remove(&origin),
+            };
+            match head {
+                Some(head) => self.pending.heads.insert(key, head),
+                None => self.pending.heads.remove(&key),
+            };
+        }
+    }
+
+    /// Decodes a bus transaction (alone or a bundle) and applies it with [`View::apply_all`].
+    pub fn apply_bus_bytes(
+        &mut self,
+        tx_bytes: &[u8],
+        height: u64,
+        verifier: &dyn SignatureCheck,
+    ) -> Result<Vec<(TxId, Accepted)>, Rejection> {
+        let items = BusTx::decode(tx_bytes)?.into_items(tx_bytes);
+        let refs: Vec<BusItem<'_>> = items
+            .iter()
+            .map(|item| BusItem {
+                id: &item.id,
+                tx: &item.tx,
+                verifier,
+            })
+            .collect();
+        let accepted = self.apply_all(&refs, height)?;
+        Ok(items.iter().map(|i| i.id).zip(accepted).collect())
     }
 
     pub fn apply(

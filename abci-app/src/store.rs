@@ -54,9 +54,10 @@ db_err!(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub height: u64,
-    /// Position of the transaction in its block.
+    /// Position of the transaction in its block (events of one bundle share it).
     pub index: u32,
-    /// CometBFT transaction hash: uppercase hex sha256 of the transaction bytes.
+    /// Uppercase hex sha256 of the event's own signed transaction: CometBFT's transaction
+    /// hash when it travelled alone, the hash of its canonical bytes inside a bundle.
     pub tx_hash: String,
     pub event: CatalogueEvent,
 }
@@ -174,12 +175,15 @@ impl Store {
         {
             write_pending(&write, pending)?;
             let mut table = write.open_table(EVENTS)?;
-            for event in events {
+            // Keyed by height and the event's place among the block's accepted events (a
+            // bundle puts several events at one transaction index).
+            for (position, event) in events.iter().enumerate() {
+                let position = u32::try_from(position).unwrap_or(u32::MAX);
                 let json = serde_json::to_vec(event).map_err(|e| StoreError::Corrupt {
                     table: "events",
                     reason: e.to_string(),
                 })?;
-                table.insert((event.height, event.index), json.as_slice())?;
+                table.insert((event.height, position), json.as_slice())?;
             }
             let mut meta = write.open_table(META)?;
             meta.insert(KEY_HEIGHT, height.to_be_bytes().as_slice())?;

@@ -464,3 +464,156 @@ fn queries_answer_json_or_a_clear_error() {
     );
     assert_eq!(h.query("/governance").0, 0);
 }
+
+fn signed_tx(e: CatalogueEvent, by: u32) -> Transaction {
+    Transaction::signed_event(e, &key(by)).expect("valid")
+}
+
+fn bundle(txs: &[Transaction]) -> Vec<u8> {
+    dome_events::encode_bundle(txs).expect("encodes")
+}
+
+#[test]
+fn a_bundle_is_applied_in_order_and_each_event_keeps_its_own_id() {
+    let mut h = Harness::new();
+    let txs = vec![
+        signed_tx(event(0, 1, "po-1", 1, Action::Create), 0),
+        // Builds on the event before it in the same bundle.
+        signed_tx(event(0, 2, "po-1", 2, Action::Update), 0),
+        signed_tx(event(0, 3, "po-2", 1, Action::Create), 0),
+    ];
+    let bytes = bundle(&txs);
+    assert_code(h.check(&bytes), TxCode::Ok);
+    // The mempool now holds seqs 1-3: the next bundle must continue at 4.
+    let next = bundle(&[signed_tx(event(0, 4, "po-2", 2, Action::Update), 0)]);
+    assert_code(h.check(&next), TxCode::Ok);
+    assert_code(h.check(&bundle(&txs[..1])), TxCode::SeqReplayed);
+
+    h.height += 1;
+    let response = h.app.finalize_block(RequestFinalizeBlock {
+        txs: vec![bytes.into(), next.into()],
+        height: h.height,
+        hash: Bytes::from(vec![9; 32]),
+        ..Default::default()
+    });
+    h.app.commit();
+    assert_eq!(response.tx_results.len(), 2);
+    assert_eq!(response.tx_results[0].code, 0);
+    // One indexed catalogue event per event in the bundle.
+    assert_eq!(response.tx_results[0].events.len(), 3);
+    assert_eq!(response.tx_results[1].events.len(), 1);
+    let (_, seq) = h.query(&format!("/origin/{}/seq", member(0)));
+    assert_eq!(seq["last_seq"], 4);
+    let (_, head) = h.query("/entity/productOffering/po-1");
+    assert_eq!(head["version"], 2);
+    let (_, events) = h.query("/events/1/1");
+    let events = events.as_array().expect("list").clone();
+    assert_eq!(events.len(), 4);
+    for (stored, tx) in events.iter().zip(&txs) {
+        let own_id = hex::encode_upper(dome_events::transaction_id(tx).expect("id"));
+        assert_eq!(stored["tx_hash"], own_id.as_str());
+        assert_eq!(stored["index"], 0);
+    }
+    assert_eq!(events[3]["index"], 1);
+}
+
+#[test]
+fn a_bundle_with_one_bad_event_is_rejected_whole_and_changes_nothing() {
+    let mut h = Harness::new();
+    h.block(vec![signed(event(0, 1, "po-1", 1, Action::Create), 0)]);
+    let good_2 = signed_tx(event(0, 2, "po-1", 2, Action::Update), 0);
+    let good_3 = signed_tx(event(0, 3, "po-2", 1, Action::Create), 0);
+    let forged_4 = {
+        let mut tx = signed_tx(event(0, 4, "po-3", 1, Action::Create), 1);
+        tx.signatures[0].signer = member(0);
+        tx
+    };
+    let stale = signed_tx(event(0, 3, "po-1", 2, Action::Update), 0);
+    let cases: Vec<(Vec<Transaction>, TxCode, &str)> = vec![
+        (
+            vec![good_2.clone(), good_3.clone(), forged_4],
+            TxCode::BadSignature,
+            "event 3 of 3",
+        ),
+        (
+            vec![good_2.clone(), stale],
+            TxCode::StaleVersion,
+            "event 2 of 2",
+        ),
+        (
+            vec![good_2.clone(), good_2.clone()],
+            TxCode::SeqReplayed,
+            "event 2 of 2",
+        ),
+        (vec![good_3.clone()], TxCode::SeqGap, "skips ahead"),
+        (
+            vec![signed_tx(event(1, 1, "po-1", 2, Action::Update), 1)],
+            TxCode::NotEntityOrigin,
+            "",
+        ),
+    ];
+    for (txs, want, names) in &cases {
+        let bytes = bundle(txs);
+        let got = h.check(&bytes);
+        assert!(got.1.contains(names), "{:?} should name {names}", got.1);
+        assert_code(got, *want);
+        // A block carrying it anyway refuses it the same way.
+        let results = h.block(vec![bytes]);
+        assert_code(results[0].clone(), *want);
+    }
+    // Nothing of the refused bundles was kept: neither in the mempool view nor in state.
+    let (_, seq) = h.query(&format!("/origin/{}/seq", member(0)));
+    assert_eq!(seq["last_seq"], 1);
+    let (_, head) = h.query("/entity/productOffering/po-1");
+    assert_eq!(head["version"], 1);
+    assert!(h.query("/entity/productOffering/po-2").1.is_null());
+    let ok = bundle(&[good_2, good_3]);
+    assert_code(h.check(&ok), TxCode::Ok);
+    assert_code(h.block(vec![ok])[0].clone(), TxCode::Ok);
+
+    // A governance transaction cannot ride in a bundle, and garbage bundles are refused.
+    let governance: serde_json::Value = serde_json::from_slice(&proposal(
+        1,
+        GovernanceAction::RemoveMember { member: member(3) },
+        &[0, 1, 2],
+    ))
+    .expect("json");
+    let smuggled = serde_json::json!({"v": 1, "bundle": [governance]}).to_string();
+    let got = h.check(smuggled.as_bytes());
+    assert!(got.1.contains("catalogue events only"), "{}", got.1);
+    assert_code(got, TxCode::InvalidField);
+    assert_code(h.check(br#"{"v":1,"bundle":[]}"#), TxCode::InvalidField);
+    assert_code(h.check(br#"{"v":1,"bundle":[1,2]}"#), TxCode::Malformed);
+    assert_code(h.check(br#"{"v":3,"bundle":[]}"#), TxCode::UnknownVersion);
+    let oversize = vec![b' '; dome_events::MAX_BUNDLE_BYTES + 1];
+    assert_code(h.check(&oversize), TxCode::TooLarge);
+}
+
+#[test]
+fn a_byzantine_proposal_with_a_bad_bundle_is_refused() {
+    let h = Harness::new();
+    let forged = {
+        let mut tx = signed_tx(event(1, 2, "po-8", 1, Action::Create), 2);
+        tx.signatures[0].signer = member(1);
+        tx
+    };
+    let bad = bundle(&[signed_tx(event(1, 1, "po-7", 1, Action::Create), 1), forged]);
+    let response = h.app.process_proposal(RequestProcessProposal {
+        txs: vec![bad.into()],
+        height: h.height + 1,
+        hash: Bytes::from(vec![3; 32]),
+        ..Default::default()
+    });
+    assert_eq!(response.status, ProposalStatus::Reject as i32);
+    let good = bundle(&[
+        signed_tx(event(1, 1, "po-7", 1, Action::Create), 1),
+        signed_tx(event(1, 2, "po-8", 1, Action::Create), 1),
+    ]);
+    let response = h.app.process_proposal(RequestProcessProposal {
+        txs: vec![good.into()],
+        height: h.height + 1,
+        hash: Bytes::from(vec![4; 32]),
+        ..Default::default()
+    });
+    assert_eq!(response.status, ProposalStatus::Accept as i32);
+}

@@ -6,6 +6,7 @@
 //! member signatures. The crate performs no I/O so that every node computes the same result
 //! from the same bytes.
 
+pub mod bundle;
 pub mod canonical;
 pub mod codes;
 pub mod crypto;
@@ -15,8 +16,11 @@ pub mod model;
 pub mod test_keys;
 pub mod wire;
 
+pub use bundle::{
+    encode_bundle, transaction_id, BundledTx, BusTx, TxId, MAX_BUNDLE_BYTES, MAX_BUNDLE_EVENTS,
+};
 pub use codes::{QueryCode, TxCode, CODESPACE};
-pub use crypto::{ContentHash, MemberKeypair, PublicKey, Signature};
+pub use crypto::{ContentHash, MemberKeypair, PreparedKey, PublicKey, Signature};
 pub use model::{
     Action, Approval, Audience, CatalogueEvent, EntityRef, GovernanceAction, GovernanceProposal,
     MemberId, MemberInfo, Payload, Transaction,

@@ -58,6 +58,15 @@ struct VersionProbe {
     v: Option<serde_json::Value>,
 }
 
+/// Accepts only the wire-format version this build understands.
+pub(crate) fn check_version(v: Option<serde_json::Value>) -> Result<(), DecodeError> {
+    match v {
+        None => Err(DecodeError::MissingVersion),
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(WIRE_VERSION as u64) => Ok(()),
+        Some(other) => Err(DecodeError::UnknownVersion(other.to_string())),
+    }
+}
+
 impl Transaction {
     /// Strictly decodes bytes taken from the bus or a client.
     pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
@@ -69,10 +78,17 @@ impl Transaction {
         }
         let probe: VersionProbe =
             serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        match probe.v {
-            None => return Err(DecodeError::MissingVersion),
-            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(WIRE_VERSION as u64) => {}
-            Some(other) => return Err(DecodeError::UnknownVersion(other.to_string())),
+        check_version(probe.v)?;
+        Self::decode_known_version(bytes)
+    }
+
+    /// [`Transaction::decode`] for bytes whose version field was already checked.
+    pub(crate) fn decode_known_version(bytes: &[u8]) -> Result<Transaction, DecodeError> {
+        if bytes.len() > MAX_TX_BYTES {
+            return Err(DecodeError::TooLarge {
+                size: bytes.len(),
+                max: MAX_TX_BYTES,
+            });
         }
         let tx: Transaction =
             serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;

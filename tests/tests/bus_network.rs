@@ -219,8 +219,63 @@ async fn four_validators_agree_refuse_bad_input_and_govern() -> anyhow::Result<(
     assert!(committed.accepted(), "add member: {}", committed.log);
     let mut newcomer_origin = Origin::new(4);
     let first = newcomer_origin.publish("po-newcomer");
-    let h = publish_all(&bus, &[first]).await?;
+    publish_all(&bus, &[first]).await?;
     assert_eq!(bus.members().await?.len(), 5);
+
+    // A bundle with one forged event is refused whole, naming the event; nothing is stored.
+    let c = &mut origins[2];
+    let seq_before = c.seq;
+    let mut bad = Vec::new();
+    let mut scratch = Origin::new(2);
+    scratch.seq = c.seq;
+    for i in 0..2 {
+        bad.push(scratch.publish(&format!("po-bad-{i}")));
+    }
+    let mut forged = Transaction::signed_event(
+        scratch.next_event("po-bad-2", None),
+        &test_keys::member_keypair(0),
+    )?;
+    forged.signatures[0].signer = test_keys::member_id(2);
+    bad.push(forged);
+    match bus.submit_bundle(&bad).await {
+        Err(SubmitError::Rejected { code, log, .. }) => {
+            assert_eq!(code, TxCode::BadSignature.as_u32(), "{log}");
+            assert!(log.contains("event 3 of 3"), "{log}");
+        }
+        other => panic!("forged bundle: expected a rejection, got {other:?}"),
+    }
+    assert_eq!(
+        bus.origin_last_seq(&test_keys::member_id(2)).await?,
+        seq_before
+    );
+    assert!(bus
+        .entity_head("productOffering", "po-bad-0")
+        .await
+        .is_err());
+
+    // A bundle: three events of one origin in one transaction, accepted together, the
+    // second building on the first.
+    let bundled = vec![
+        c.publish("po-bundle-0"),
+        c.publish("po-bundle-0"),
+        c.publish("po-bundle-1"),
+    ];
+    let submitted = bus.submit_bundle(&bundled).await?;
+    let committed = bus
+        .wait_committed(&submitted.tx_hash, Duration::from_secs(30))
+        .await?;
+    assert!(committed.accepted(), "bundle: {}", committed.log);
+    let h = committed.height;
+    let hashes = app_hashes_after(net, &[0, 1, 2, 3], h)?;
+    assert_all_equal(&hashes, "app hashes after the bundle");
+    assert_eq!(
+        bus.entity_head("productOffering", "po-bundle-0").await?["version"],
+        2
+    );
+    let bundled_ids: Vec<String> = bundled
+        .iter()
+        .map(|tx| dome_events::transaction_id(tx).map(hex::encode_upper))
+        .collect::<Result<_, _>>()?;
 
     // The follower sees every accepted catalogue event exactly once, in commit order...
     let mut follower = EventFollower::new(bus.clone(), 0);
@@ -234,6 +289,11 @@ async fn four_validators_agree_refuse_bad_input_and_govern() -> anyhow::Result<(
         );
         if let Some(batch) = follower.next_height().await? {
             for e in &batch.events {
+                // Each event of the bundle comes with its own transaction id.
+                if e.height == h && e.index == committed.index {
+                    assert!(bundled_ids.contains(&e.tx_hash), "{}", e.tx_hash);
+                    assert!(bundled.contains(&e.tx));
+                }
                 seen.push((
                     e.height,
                     e.index,
@@ -244,9 +304,11 @@ async fn four_validators_agree_refuse_bad_input_and_govern() -> anyhow::Result<(
             follower.ack(batch.height)?;
         }
     }
-    assert_eq!(seen.len(), accepted_events + 1);
+    assert_eq!(seen.len(), accepted_events + 1 + bundled.len());
+    // Commit order: by height, position in the block, then (inside a bundle) origin_seq.
     assert!(
-        seen.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
+        seen.windows(2)
+            .all(|w| (w[0].0, w[0].1, w[0].3) < (w[1].0, w[1].1, w[1].3)),
         "out of order"
     );
     // ...and a follower resumed from a checkpoint sees exactly the tail.
@@ -273,6 +335,12 @@ async fn four_validators_agree_refuse_bad_input_and_govern() -> anyhow::Result<(
     // The app's own record of accepted events agrees with the chain.
     let recorded = bus.events_in_range(1, h).await?;
     assert_eq!(recorded.len(), seen.len());
+    let recorded_bundle: Vec<String> = recorded
+        .iter()
+        .filter(|e| e["height"] == h)
+        .filter_map(|e| e["tx_hash"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(recorded_bundle, bundled_ids);
 
     // Indexed events: tx_search finds the newcomer's event by its attributes.
     let found = net.rpc_get(

@@ -334,6 +334,16 @@ impl BusClient {
         self.submit_bytes(bytes).await
     }
 
+    /// Hands several signed catalogue events to a validator as one bundle transaction
+    /// ([`dome_events::bundle`]): the bus accepts or rejects them together, in this order.
+    /// A rejection's code and log are those of the first event that failed, and the log
+    /// names its position. [`Submitted::tx_hash`] is the bundle's hash; each event keeps its
+    /// own id ([`dome_events::transaction_id`]).
+    pub async fn submit_bundle(&self, txs: &[Transaction]) -> Result<Submitted, SubmitError> {
+        let bytes = dome_events::encode_bundle(txs)?;
+        self.submit_bytes(bytes).await
+    }
+
     /// Like [`BusClient::submit`] for bytes that are already encoded (or deliberately not a
     /// valid transaction, for tests of the app's checks).
     pub async fn submit_bytes(&self, bytes: Vec<u8>) -> Result<Submitted, SubmitError> {

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use dome_events::{CatalogueEvent, MemberId, Payload, Transaction};
+use dome_events::{BundledTx, BusTx, CatalogueEvent, MemberId, Payload, Transaction};
 use thiserror::Error;
 use tokio::time::Instant;
 
@@ -152,13 +152,15 @@ impl BlockSource for BusClient {
 pub struct AcceptedEvent {
     /// Height of the block that contains it.
     pub height: u64,
-    /// Position of its transaction in the block (counting every transaction).
+    /// Position of its transaction in the block (counting every transaction; the events of
+    /// one bundle share it).
     pub index: u32,
-    /// Uppercase hex sha256 of the transaction bytes.
+    /// Uppercase hex sha256 of the event's own signed transaction: CometBFT's transaction
+    /// hash when it travelled alone, the hash of its canonical bytes inside a bundle.
     pub tx_hash: String,
     /// The event.
     pub event: CatalogueEvent,
-    /// The whole transaction (envelope and origin signature).
+    /// The event's own transaction (envelope and origin signature).
     pub tx: Transaction,
 }
 
@@ -227,21 +229,25 @@ pub fn extract_accepted(block: &RawBlock, filter: &FollowFilter) -> HeightBatch 
             continue;
         }
         let index = u32::try_from(position).unwrap_or(u32::MAX);
-        match Transaction::decode(bytes) {
-            Ok(tx) => {
-                let Payload::CatalogueEvent(event) = &tx.payload else {
-                    continue;
-                };
-                if !filter.keeps(event) {
-                    continue;
+        match BusTx::decode(bytes) {
+            Ok(decoded) => {
+                // A bundle yields each of its events, with the id of the event's own
+                // transaction; a transaction alone yields its one event.
+                for BundledTx { id, tx } in decoded.into_items(bytes) {
+                    let Payload::CatalogueEvent(event) = &tx.payload else {
+                        continue;
+                    };
+                    if !filter.keeps(event) {
+                        continue;
+                    }
+                    events.push(AcceptedEvent {
+                        height: block.height,
+                        index,
+                        tx_hash: hex::encode_upper(id),
+                        event: event.clone(),
+                        tx,
+                    });
                 }
-                events.push(AcceptedEvent {
-                    height: block.height,
-                    index,
-                    tx_hash: tx_hash(bytes),
-                    event: event.clone(),
-                    tx,
-                });
             }
             Err(error) => {
                 let hash = tx_hash(bytes);
@@ -568,6 +574,38 @@ mod tests {
                 accepted.tx.payload
             );
         }
+    }
+
+    #[test]
+    fn a_bundle_yields_each_of_its_events_with_its_own_id() {
+        let (a, a_bytes) = event_tx(0, 1, Audience::All);
+        let (b, _) = event_tx(0, 2, members(&[1]));
+        let (c, _) = event_tx(0, 3, members(&[2]));
+        let bundle = dome_events::encode_bundle(&[b.clone(), c.clone()]).expect("bundle");
+        let block = RawBlock::new(4, vec![a_bytes, bundle], vec![0, 0]).expect("ok");
+        let batch = extract_accepted(&block, &FollowFilter::all());
+        let found: Vec<(u32, &Transaction)> =
+            batch.events.iter().map(|e| (e.index, &e.tx)).collect();
+        assert_eq!(found, vec![(0, &a), (1, &b), (1, &c)]);
+        for accepted in &batch.events {
+            // The id each event has when it travels alone.
+            assert_eq!(
+                accepted.tx_hash,
+                tx_hash(&accepted.tx.encode().expect("encodes"))
+            );
+        }
+        // The member filter applies to each event of a bundle.
+        let for_c = extract_accepted(&block, &FollowFilter::for_member(test_keys::member_id(2)));
+        let kept: Vec<&Transaction> = for_c.events.iter().map(|e| &e.tx).collect();
+        assert_eq!(kept, vec![&a, &c]);
+        // A rejected bundle yields nothing.
+        let (_, a_bytes) = event_tx(0, 1, Audience::All);
+        let bundle = dome_events::encode_bundle(&[b, c]).expect("bundle");
+        let block = RawBlock::new(5, vec![a_bytes, bundle], vec![0, 9]).expect("ok");
+        assert_eq!(
+            extract_accepted(&block, &FollowFilter::all()).events.len(),
+            1
+        );
     }
 
     #[test]

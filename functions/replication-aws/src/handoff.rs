@@ -8,8 +8,8 @@ use dome_replication::relay::{Handoff, HandoffError};
 /// Hands each [`Delivery`] to a FIFO queue as one message whose body is the delivery's JSON.
 ///
 /// The message group is the entity, so versions of one entity are consumed in bus order and
-/// a failing one blocks only its own entity. The deduplication id is the bus transaction
-/// hash: a relay that replays heights after a crash (within SQS's 5-minute deduplication
+/// a failing one blocks only its own entity. The deduplication id is the event's own
+/// transaction id (unique per event, inside a bundle too): a relay that replays heights after a crash (within SQS's 5-minute deduplication
 /// window) enqueues nothing twice, and a later replay is absorbed by the replicator, which
 /// skips versions it already holds.
 pub struct SqsHandoff {
@@ -42,7 +42,7 @@ impl SqsHandoff {
 impl Handoff for SqsHandoff {
     /// Returns `Ok` only once SQS accepted every message: only then may the relay advance its
     /// checkpoint. On a partial failure the whole batch is handed over again later; the
-    /// messages SQS already took are deduplicated by their transaction hash.
+    /// messages SQS already took are deduplicated by their events' transaction ids.
     async fn hand_off(&self, deliveries: Vec<Delivery>) -> Result<(), HandoffError> {
         let messages = deliveries
             .iter()

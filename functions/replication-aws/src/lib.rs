@@ -1,7 +1,7 @@
 //! The AWS adapters of [`dome_replication`], which itself stays free of AWS types:
 //!
 //! - [`SqsHandoff`]: the relay's hand-off to an SQS FIFO queue (one message per event, message
-//!   group = entity, deduplication id = bus transaction hash);
+//!   group = entity, deduplication id = the event's own transaction id);
 //! - [`SqsReplicator`]: the consumer of that queue, shared by the `replicator` Lambda function
 //!   (partial batch failures) and local polling loops: coalescing per entity, retries through
 //!   the message's visibility timeout, and a FIFO dead-letter queue with the reason;

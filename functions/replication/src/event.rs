@@ -139,7 +139,8 @@ pub fn build_event(
 pub struct Delivery {
     pub height: u64,
     pub index: u32,
-    /// Uppercase hex sha256 of the transaction.
+    /// Uppercase hex sha256 of the event's own signed transaction (the CometBFT hash when it
+    /// travelled alone; inside a bundle, the hash of its canonical bytes).
     pub tx_hash: String,
     pub event: CatalogueEvent,
 }

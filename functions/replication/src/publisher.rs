@@ -9,14 +9,16 @@
 //!
 //! Submission is pipelined: rows are submitted as they appear without waiting for each
 //! commit (CheckTx checks sequence numbers against the node's mempool as well), and the
-//! checkpoint catches up as blocks commit.
+//! checkpoint catches up as blocks commit. A backlog goes out in bundles of consecutive rows
+//! (one bus transaction, each row's event still signed on its own); a bundle the bus refuses
+//! is sent again row by row, so each row gets its own answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dome_bus_client::{BusClient, QueryError, SubmitError};
 use dome_catalog_store::{records, CatalogStore, OutboxEntry, StoreError};
-use dome_events::{MemberId, MemberKeypair, Transaction, TxCode};
+use dome_events::{MemberId, MemberKeypair, Transaction, TxCode, MAX_BUNDLE_EVENTS};
 
 use crate::event::{build_event, BuildError};
 use crate::lease::read_checkpoint;
@@ -28,6 +30,10 @@ pub struct PublisherConfig {
     pub member: MemberId,
     /// Outbox rows read per store call.
     pub batch: usize,
+    /// Most consecutive rows sent as one bus transaction (a bundle); 1 sends each alone.
+    /// Every bus transaction costs each validator a fixed amount of work, so a backlog
+    /// goes out in bundles; a lone row still goes out at once.
+    pub bundle: usize,
     /// Pause between looks at an idle outbox.
     pub poll_interval: Duration,
     /// Submitted rows that are not committed within this are submitted again (a mempool
@@ -40,6 +46,7 @@ impl PublisherConfig {
         PublisherConfig {
             member,
             batch: 256,
+            bundle: 32,
             poll_interval: Duration::from_millis(50),
             stall_timeout: Duration::from_secs(10),
         }
@@ -232,25 +239,46 @@ impl Publisher {
             .outbox_after(state.submitted, self.config.batch)
             .await?;
         let mut submitted = 0;
-        for entry in &entries {
-            match self.submit(entry).await {
-                Ok(()) => {
-                    state.submitted = entry.seq;
-                    submitted += 1;
+        'rows: for chunk in entries.chunks(self.config.bundle.clamp(1, MAX_BUNDLE_EVENTS)) {
+            let mut txs = Vec::with_capacity(chunk.len());
+            for entry in chunk {
+                txs.push(self.transaction(entry).await?);
+            }
+            let outcome = match self.send(&txs, chunk[0].seq).await {
+                // A bundle the bus refuses (one of its rows was already taken, say, after a
+                // resubmission) goes again row by row, so that each row gets its own answer.
+                Err(SubmitOutcome::Refused(_)) if chunk.len() > 1 => {
+                    let mut outcome = Ok(());
+                    for (entry, tx) in chunk.iter().zip(&txs) {
+                        outcome = self.send(std::slice::from_ref(tx), entry.seq).await;
+                        if outcome.is_err() {
+                            break;
+                        }
+                        state.submitted = entry.seq;
+                        submitted += 1;
+                    }
+                    outcome.map(|()| 0)
+                }
+                other => other.map(|()| chunk.len()),
+            };
+            match outcome {
+                Ok(rows) => {
+                    state.submitted = state.submitted.max(chunk[chunk.len() - 1].seq);
+                    submitted += rows;
                 }
                 Err(SubmitOutcome::Gap) => {
                     // This node's mempool lacks an earlier row (it was dropped, or the
                     // client moved to another validator): start again after the last
                     // committed row.
                     tracing::info!(
-                        seq = entry.seq,
+                        seq = chunk[0].seq,
                         committed,
                         "sequence gap at the bus; resubmitting from the last committed row"
                     );
                     state.submitted = committed;
-                    break;
+                    break 'rows;
                 }
-                Err(SubmitOutcome::Failed(e)) => return Err(e),
+                Err(SubmitOutcome::Refused(e)) | Err(SubmitOutcome::Failed(e)) => return Err(e),
             }
         }
         let idle = entries.is_empty() && state.submitted == committed;
@@ -261,34 +289,37 @@ impl Publisher {
         })
     }
 
-    async fn submit(&self, entry: &OutboxEntry) -> Result<(), SubmitOutcome> {
-        let tx = self
-            .transaction(entry)
-            .await
-            .map_err(SubmitOutcome::Failed)?;
-        match self.bus.submit(&tx).await {
+    /// Sends the rows' transactions, alone or as one bundle; `first_seq` names the first row.
+    async fn send(&self, txs: &[Transaction], first_seq: u64) -> Result<(), SubmitOutcome> {
+        let result = match txs {
+            [tx] => self.bus.submit(tx).await,
+            _ => self.bus.submit_bundle(txs).await,
+        };
+        let refused = |code: u32, log: String| {
+            SubmitOutcome::Refused(PublishError::Refused {
+                seq: first_seq,
+                code,
+                log,
+            })
+        };
+        match result {
             Ok(_) => Ok(()),
-            // Already committed or already in the mempool: published (or about to be).
+            // Already committed or already in the mempool: published (or about to be). For a
+            // bundle only its first row is known to be, so it counts as refused (and goes
+            // again row by row).
             Err(SubmitError::Rejected {
                 known: Some(TxCode::SeqReplayed),
                 ..
-            }) => Ok(()),
+            }) if txs.len() == 1 => Ok(()),
+            // Rows are consecutive, so only the first can be ahead of the bus.
             Err(SubmitError::Rejected {
                 known: Some(TxCode::SeqGap),
                 ..
             }) => Err(SubmitOutcome::Gap),
-            Err(SubmitError::Rejected { code, log, .. }) => {
-                Err(SubmitOutcome::Failed(PublishError::Refused {
-                    seq: entry.seq,
-                    code,
-                    log,
-                }))
+            Err(SubmitError::Rejected { code, log, .. }) => Err(refused(code, log)),
+            Err(e @ SubmitError::Encode(_)) => {
+                Err(refused(TxCode::Malformed as u32, e.to_string()))
             }
-            Err(e @ SubmitError::Encode(_)) => Err(SubmitOutcome::Failed(PublishError::Refused {
-                seq: entry.seq,
-                code: TxCode::Malformed as u32,
-                log: e.to_string(),
-            })),
             Err(SubmitError::Unavailable(e)) => Err(SubmitOutcome::Failed(
                 PublishError::Unavailable(e.to_string()),
             )),
@@ -339,5 +370,8 @@ impl Publisher {
 
 enum SubmitOutcome {
     Gap,
+    /// The bus (or the encoder) refuses the transaction: retrying the same bytes cannot help.
+    Refused(PublishError),
+    /// The bus could not be reached: retry later.
     Failed(PublishError),
 }

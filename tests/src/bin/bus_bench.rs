@@ -4,8 +4,10 @@
 //!
 //! Load: S streams; stream i submits its transactions one after another with
 //! `broadcast_tx_sync` to validator i mod N (as a publisher would: one origin, in order).
-//! For dome each stream is one member publishing creates with consecutive origin_seq; for
-//! kvstore each transaction is `key=padding` of the same length. An observer reads every new
+//! For dome each stream is one member publishing creates with consecutive origin_seq, `--bundle`
+//! events per transaction (a bundle of individually signed events when above 1); for kvstore
+//! each transaction is `key=padding` of the same length as dome's (`kvstore-event`: of the
+//! length of one event alone, one transaction per event). An observer reads every new
 //! block and its results from validator 0; a transaction's latency is from the start of its
 //! submission to the moment the observer sees it committed.
 //!
@@ -29,10 +31,12 @@ struct Args {
     /// Concurrent submission streams (dome: one member each).
     #[arg(long, default_value_t = 16)]
     streams: usize,
-    /// Transactions per stream in the saturation run.
+    /// Events per stream in the saturation run, a multiple of `--bundle`. `kvstore-event`
+    /// submits as many transactions; `kvstore` and `socket-kvstore` as many as dome does.
     #[arg(long, default_value_t = 250)]
     per_stream: usize,
-    /// Offered load of the paced run, transactions per second (0 skips it).
+    /// Offered load of the paced run, events per second (0 skips it); `kvstore` and
+    /// `socket-kvstore` are offered dome's transactions at dome's rate.
     #[arg(long, default_value_t = 1000)]
     paced_rate: u64,
     /// Duration of the paced run, seconds.
@@ -41,6 +45,11 @@ struct Args {
     /// CometBFT consensus.timeout_commit, in milliseconds.
     #[arg(long, default_value_t = 200)]
     timeout_commit_ms: u64,
+    /// dome: catalogue events per transaction (1: each event alone; more: a bundle, as the
+    /// publisher sends a backlog). `kvstore` and `socket-kvstore` transactions get the same
+    /// size, `kvstore-event` transactions the size of one event alone.
+    #[arg(long, default_value_t = 1)]
+    bundle: usize,
     /// Which apps to measure, in order.
     #[arg(long, value_delimiter = ',', default_value = "kvstore,dome")]
     apps: Vec<String>,
@@ -62,6 +71,9 @@ struct Args {
 enum App {
     /// CometBFT's built-in kvstore, in process.
     Kvstore,
+    /// The in-process kvstore with transactions the size of one event alone: one key per
+    /// event, each in its own transaction (the kvstore's best rate per key).
+    KvstoreEvent,
     /// The same kvstore logic served over the ABCI socket by CometBFT's `abci-cli`: isolates
     /// what the socket transport costs every out-of-process app.
     SocketKvstore,
@@ -84,10 +96,29 @@ struct Ledger {
     committed: HashMap<String, (Instant, u32)>,
 }
 
-fn dome_tx(stream: usize, k: usize) -> anyhow::Result<Vec<u8>> {
-    let id = format!("offering-{stream}-{k}");
-    let event = test_keys::sample_create(stream as u32, k as u64 + 1, &id);
-    Ok(Transaction::signed_event(event, &test_keys::member_keypair(stream as u32))?.encode()?)
+/// The transactions every app gets: dome's events per transaction and its byte size, which
+/// the kvstore's transactions are padded to.
+#[derive(Clone, Copy)]
+struct TxShape {
+    size: usize,
+    bundle: usize,
+    /// Size of one event's transaction alone.
+    event_size: usize,
+}
+
+/// Transaction `k` of a stream: events `k * bundle + 1 ..= (k + 1) * bundle` of its member.
+fn dome_tx(stream: usize, k: usize, bundle: usize) -> anyhow::Result<Vec<u8>> {
+    let key = test_keys::member_keypair(stream as u32);
+    let mut txs = Vec::with_capacity(bundle);
+    for seq in (k * bundle + 1)..=((k + 1) * bundle) {
+        let id = format!("offering-{stream}-{seq}");
+        let event = test_keys::sample_create(stream as u32, seq as u64, &id);
+        txs.push(Transaction::signed_event(event, &key)?);
+    }
+    Ok(match txs.as_slice() {
+        [tx] => tx.encode()?,
+        _ => dome_events::encode_bundle(&txs)?,
+    })
 }
 
 fn kvstore_tx(stream: usize, k: usize, size: usize) -> Vec<u8> {
@@ -223,7 +254,7 @@ async fn run_load(
     streams: usize,
     txs_per_stream: usize,
     first_k: usize,
-    tx_size: usize,
+    shape: TxShape,
     rate: Option<u64>,
 ) -> anyhow::Result<Outcome> {
     let urls = net.rpc_urls();
@@ -235,8 +266,9 @@ async fn run_load(
         let mut txs = Vec::with_capacity(txs_per_stream);
         for k in first_k..first_k + txs_per_stream {
             txs.push(match app {
-                App::Dome => dome_tx(s, k)?,
-                App::Kvstore | App::SocketKvstore => kvstore_tx(s, k, tx_size),
+                App::Dome => dome_tx(s, k, shape.bundle)?,
+                App::Kvstore | App::SocketKvstore => kvstore_tx(s, k, shape.size),
+                App::KvstoreEvent => kvstore_tx(s, k, shape.event_size),
             });
         }
         per_stream.push(txs);
@@ -301,11 +333,13 @@ async fn run_load(
     })
 }
 
-fn report(app: &str, profile: &str, o: &Outcome) {
+fn report(app: &str, profile: &str, events_per_tx: usize, o: &Outcome) {
+    let tx_per_second = o.committed as f64 / o.seconds;
     println!(
-        "| {app} | {profile} | {} | {:.0} | {:.0} | {:.0} | {} | {} |",
+        "| {app} | {profile} | {} | {:.0} | {events_per_tx} | {:.0} | {:.0} | {:.0} | {} | {} |",
         o.committed,
-        o.committed as f64 / o.seconds,
+        tx_per_second,
+        tx_per_second * events_per_tx as f64,
         o.p50_ms,
         o.p99_ms,
         o.rejected_in_block,
@@ -327,25 +361,42 @@ async fn main() -> anyhow::Result<()> {
             .context("executable directory")?
             .join("dome-abci"),
     };
-    let tx_size = dome_tx(0, 0)?.len();
+    if !(1..=dome_events::MAX_BUNDLE_EVENTS).contains(&args.bundle) {
+        bail!(
+            "--bundle must be 1 to {} events",
+            dome_events::MAX_BUNDLE_EVENTS
+        );
+    }
+    let tx_size = dome_tx(0, 0, args.bundle)?.len();
+    let shape = TxShape {
+        size: tx_size,
+        bundle: args.bundle,
+        event_size: dome_tx(0, 0, 1)?.len(),
+    };
+    if args.per_stream % args.bundle != 0 {
+        bail!("--per-stream must be a multiple of --bundle");
+    }
     println!(
-        "validators {}, streams {}, timeout_commit {} ms, tx size {tx_size} bytes",
-        args.validators, args.streams, args.timeout_commit_ms
+        "validators {}, streams {}, timeout_commit {} ms, dome events per tx {}, tx size {tx_size} bytes (one event alone: {} bytes)",
+        args.validators, args.streams, args.timeout_commit_ms, args.bundle, shape.event_size
     );
     println!(
-        "| app | load | committed | tx/s | p50 ms | p99 ms | refused in block | CheckTx retries |"
+        "| app | load | committed tx | tx/s | events per tx | events/s | p50 ms | p99 ms | refused in block | CheckTx retries |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for name in &args.apps {
         let app = match name.as_str() {
             "kvstore" => App::Kvstore,
+            "kvstore-event" => App::KvstoreEvent,
             "socket-kvstore" => App::SocketKvstore,
             "dome" => App::Dome,
-            other => bail!("unknown app {other:?}: use kvstore, socket-kvstore or dome"),
+            other => {
+                bail!("unknown app {other:?}: use kvstore, kvstore-event, socket-kvstore or dome")
+            }
         };
         let dir = tempfile::Builder::new().prefix("dome-bench-").tempdir()?;
         let kind = match app {
-            App::Kvstore => AppKind::Kvstore,
+            App::Kvstore | App::KvstoreEvent => AppKind::Kvstore,
             App::SocketKvstore => AppKind::Dome {
                 abci_bin: abci_cli_wrapper(dir.path(), &args)?,
             },
@@ -377,24 +428,40 @@ async fn main() -> anyhow::Result<()> {
         }
         net.start()?;
         net.wait_for_height_all(2, Duration::from_secs(60))?;
-        let saturation = run_load(&net, app, args.streams, args.per_stream, 0, tx_size, None)
+        // kvstore writes one key per transaction.
+        let events_per_tx = if app == App::Dome { args.bundle } else { 1 };
+        // `kvstore` and `socket-kvstore` get dome's transactions' number, size and pace;
+        // `kvstore-event` one transaction per event.
+        let events_per_submission = if app == App::KvstoreEvent {
+            1
+        } else {
+            args.bundle
+        };
+        let tx_per_stream = args.per_stream / events_per_submission;
+        let saturation = run_load(&net, app, args.streams, tx_per_stream, 0, shape, None)
             .await
             .with_context(|| format!("{name}: saturation run"))?;
-        report(name, "saturation", &saturation);
+        report(name, "saturation", events_per_tx, &saturation);
         if args.paced_rate > 0 {
-            let per_stream = (args.paced_rate * args.paced_seconds) as usize / args.streams;
+            let tx_rate = (args.paced_rate / events_per_submission as u64).max(1);
+            let per_stream = (tx_rate * args.paced_seconds) as usize / args.streams;
             let paced = run_load(
                 &net,
                 app,
                 args.streams,
                 per_stream,
-                args.per_stream,
-                tx_size,
-                Some(args.paced_rate),
+                tx_per_stream,
+                shape,
+                Some(tx_rate),
             )
             .await
             .with_context(|| format!("{name}: paced run"))?;
-            report(name, &format!("paced {}/s", args.paced_rate), &paced);
+            report(
+                name,
+                &format!("paced {} events/s", args.paced_rate),
+                events_per_tx,
+                &paced,
+            );
         }
         net.stop();
         if let Some(keep) = std::env::var_os("DOME_BENCH_KEEP") {
