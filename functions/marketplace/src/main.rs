@@ -115,7 +115,8 @@ async fn start_workers(
         Arc::clone(&store),
         bus.clone(),
         Arc::clone(&key),
-        PublisherConfig::new(member.clone()),
+        PublisherConfig::new(member.clone())
+            .with_bundle(dome_replication_aws::env::publish_bundle()?),
     );
     tokio::spawn(async move {
         loop {

@@ -22,6 +22,7 @@ pub const ENV_VARS: &[&str] = &[
     "DOME_BUS_RPC",
     "DOME_SIGNING_KEY_SECRET",
     "DOME_TIME_BUDGET_MS",
+    "DOME_PUBLISH_BUNDLE",
     "DOME_LOG_FORMAT",
     "RUST_LOG",
 ];
@@ -45,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::clone(&store),
         bus,
         Arc::new(key),
-        PublisherConfig::new(member),
+        PublisherConfig::new(member).with_bundle(env::publish_bundle()?),
     );
 
     if env::under_lambda() {

@@ -54,6 +54,17 @@ pub fn number(name: &str, default: u64, min: u64, max: u64) -> Result<u64, EnvEr
     }
 }
 
+/// `DOME_PUBLISH_BUNDLE`: most outbox rows per bus transaction.
+pub fn publish_bundle() -> Result<usize, EnvError> {
+    let most = number(
+        "DOME_PUBLISH_BUNDLE",
+        dome_replication::publisher::DEFAULT_BUNDLE as u64,
+        1,
+        dome_events::MAX_BUNDLE_EVENTS as u64,
+    )?;
+    Ok(most as usize)
+}
+
 /// Milliseconds as a duration (at least 1 ms), `default` when unset.
 pub fn millis(name: &str, default: Duration) -> Result<Duration, EnvError> {
     let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);

@@ -24,6 +24,9 @@ use crate::event::{build_event, BuildError};
 use crate::lease::read_checkpoint;
 use crate::now_rfc3339;
 
+/// Most outbox rows per bus transaction unless configured otherwise.
+pub const DEFAULT_BUNDLE: usize = 32;
+
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
     /// This marketplace's member id (the `origin` of its events).
@@ -42,11 +45,17 @@ pub struct PublisherConfig {
 }
 
 impl PublisherConfig {
+    /// Sends at most `rows` outbox rows per bus transaction (1 to 64).
+    pub fn with_bundle(mut self, rows: usize) -> Self {
+        self.bundle = rows.clamp(1, MAX_BUNDLE_EVENTS);
+        self
+    }
+
     pub fn new(member: MemberId) -> Self {
         PublisherConfig {
             member,
             batch: 256,
-            bundle: 32,
+            bundle: DEFAULT_BUNDLE,
             poll_interval: Duration::from_millis(50),
             stall_timeout: Duration::from_secs(10),
         }
