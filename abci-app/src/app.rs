@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use dome_events::genesis::GenesisAppState;
-use dome_events::{BundledTx, BusTx, PreparedKey, PublicKey, Transaction, TxId, CODESPACE};
-use sha2::{Digest, Sha256};
+use dome_events::{decode_bus_tx, CarriedTx, PreparedKey, PublicKey, Transaction, TxId, CODESPACE};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
     response_process_proposal::ProposalStatus, Event, EventAttribute, ExecTxResult, RequestCheckTx,
@@ -27,7 +26,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::query;
 use crate::state::{
-    next_app_hash, tx_id, Accepted, BusItem, BusState, Pending, PlainVerifier, SignatureCheck, View,
+    approval_verifies, next_app_hash, tx_id, Accepted, BusItem, BusState, Pending, PlainVerifier,
+    SignatureCheck, View,
 };
 use crate::store::{Store, StoreError, StoredEvent};
 
@@ -70,6 +70,47 @@ pub struct ExecutedBlock {
 impl ExecutedBlock {
     pub fn all_accepted(&self) -> bool {
         self.tx_results.iter().all(|r| r.code == 0)
+    }
+
+    /// Records what the accepted bus transaction at `index` did (its events, validator power
+    /// changes) and returns its result: one ABCI event per catalogue event or governance
+    /// action it carried.
+    fn record_accepted(&mut self, index: u32, accepted: Vec<(TxId, Accepted)>) -> ExecTxResult {
+        let events = accepted
+            .into_iter()
+            .map(|(id, done)| match done {
+                Accepted::Catalogue(event) => {
+                    let indexed = catalogue_event_attributes(&event);
+                    self.stored_events.push(StoredEvent {
+                        height: self.height,
+                        index,
+                        tx_hash: hex::encode_upper(id),
+                        event,
+                    });
+                    indexed
+                }
+                Accepted::Governance {
+                    nonce,
+                    action,
+                    validator_update,
+                } => {
+                    if let Some((key, power)) = validator_update {
+                        self.validator_updates.push(ValidatorUpdate {
+                            pub_key: Some(ProtoPublicKey {
+                                sum: Some(Sum::Ed25519(key.0.to_vec())),
+                            }),
+                            power: power as i64,
+                        });
+                    }
+                    governance_event(nonce, &action)
+                }
+            })
+            .collect();
+        ExecTxResult {
+            code: 0,
+            events,
+            ..Default::default()
+        }
     }
 }
 
@@ -135,9 +176,6 @@ impl TxCache {
     /// Strict verification of approval `index` of `tx` by `key`, with the key decompressed
     /// once rather than at every signature.
     fn verify(&self, tx: &Transaction, index: usize, key: &PublicKey) -> bool {
-        let Some(approval) = tx.signatures.get(index) else {
-            return false;
-        };
         let prepared = {
             let mut keys = self.prepared_keys.lock().unwrap_or_else(|p| p.into_inner());
             match keys.get(key) {
@@ -154,10 +192,7 @@ impl TxCache {
                 }
             }
         };
-        match tx.own_signing_bytes() {
-            Ok(message) => prepared.verify(&message, &approval.signature).is_ok(),
-            Err(_) => false,
-        }
+        approval_verifies(tx, index, &prepared)
     }
 
     /// Decodes `tx_bytes` and verifies every approval of every transaction it carries
@@ -167,17 +202,17 @@ impl TxCache {
         &self,
         id: [u8; 32],
         tx_bytes: &[u8],
-        current_keys: impl Fn(&[BundledTx]) -> Vec<Vec<Option<PublicKey>>>,
+        current_keys: impl Fn(&[CarriedTx]) -> Vec<Vec<Option<PublicKey>>>,
     ) -> Result<Arc<CheckedTx>, crate::state::Rejection> {
         if let Some(hit) = self.get(&id) {
             return Ok(hit);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let decoded = BusTx::decode(tx_bytes)?.into_items(tx_bytes);
-        let keys = current_keys(&decoded);
+        let carried = decode_bus_tx(tx_bytes)?;
+        let keys = current_keys(&carried);
         let mut all_verified = true;
-        let mut items = Vec::with_capacity(decoded.len());
-        for (BundledTx { id, tx }, keys) in decoded.into_iter().zip(keys) {
+        let mut items = Vec::with_capacity(carried.len());
+        for (CarriedTx { id: item_id, tx }, keys) in carried.into_iter().zip(keys) {
             let mut verified_keys = Vec::with_capacity(keys.len());
             for (index, key) in keys.iter().enumerate() {
                 match key {
@@ -191,7 +226,7 @@ impl TxCache {
                 }
             }
             items.push(CheckedItem {
-                id,
+                id: item_id,
                 tx,
                 verified_keys,
             });
@@ -209,11 +244,6 @@ impl SignatureCheck for CheckedItem {
     fn verify(&self, tx_id: &[u8; 32], tx: &Transaction, index: usize, key: &PublicKey) -> bool {
         self.verified_keys.get(index) == Some(key) || PlainVerifier.verify(tx_id, tx, index, key)
     }
-}
-
-/// CometBFT's transaction hash: uppercase hex sha256 of the bytes.
-pub fn tx_hash(tx: &[u8]) -> String {
-    hex::encode_upper(Sha256::digest(tx))
 }
 
 impl DomeApp {
@@ -322,68 +352,33 @@ impl DomeApp {
         txs: &[Bytes],
     ) -> ExecutedBlock {
         let mut pending = Pending::default();
-        let mut tx_results = Vec::with_capacity(txs.len());
-        let mut stored_events = Vec::new();
-        let mut validator_updates = Vec::new();
+        let mut block = ExecutedBlock {
+            height,
+            pending: Pending::default(),
+            tx_results: Vec::with_capacity(txs.len()),
+            stored_events: Vec::new(),
+            validator_updates: Vec::new(),
+            app_hash: Vec::new(),
+        };
         for (index, tx) in txs.iter().enumerate() {
             let mut view = View {
                 base,
                 pending: &mut pending,
             };
-            match self.apply_in_block(&mut view, tx, height) {
-                Ok(accepted) => {
-                    let mut events = Vec::with_capacity(accepted.len());
-                    for (id, done) in accepted {
-                        match done {
-                            Accepted::Catalogue(event) => {
-                                events.push(catalogue_event_attributes(&event));
-                                stored_events.push(StoredEvent {
-                                    height,
-                                    index: index as u32,
-                                    tx_hash: hex::encode_upper(id),
-                                    event,
-                                });
-                            }
-                            Accepted::Governance {
-                                nonce,
-                                action,
-                                validator_update,
-                            } => {
-                                if let Some((key, power)) = validator_update {
-                                    validator_updates.push(ValidatorUpdate {
-                                        pub_key: Some(ProtoPublicKey {
-                                            sum: Some(Sum::Ed25519(key.0.to_vec())),
-                                        }),
-                                        power: power as i64,
-                                    });
-                                }
-                                events.push(governance_event(nonce, &action));
-                            }
-                        }
-                    }
-                    tx_results.push(ExecTxResult {
-                        code: 0,
-                        events,
-                        ..Default::default()
-                    });
-                }
-                Err(rejection) => tx_results.push(ExecTxResult {
+            let result = match self.apply_in_block(&mut view, tx, height) {
+                Ok(accepted) => block.record_accepted(index as u32, accepted),
+                Err(rejection) => ExecTxResult {
                     code: rejection.code.as_u32(),
                     log: rejection.log,
                     codespace: CODESPACE.to_owned(),
                     ..Default::default()
-                }),
-            }
+                },
+            };
+            block.tx_results.push(result);
         }
-        let app_hash = next_app_hash(previous_app_hash, height, &pending);
-        ExecutedBlock {
-            height,
-            pending,
-            tx_results,
-            stored_events,
-            validator_updates,
-            app_hash,
-        }
+        block.app_hash = next_app_hash(previous_app_hash, height, &pending);
+        block.pending = pending;
+        block
     }
 }
 

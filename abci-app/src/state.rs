@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use dome_events::model::InvalidField;
 use dome_events::wire::DecodeError;
 use dome_events::{
-    Action, BusTx, CatalogueEvent, ContentHash, GovernanceAction, GovernanceProposal, MemberId,
-    MemberInfo, Payload, PublicKey, Transaction, TxCode, TxId,
+    decode_bus_tx, Action, CatalogueEvent, ContentHash, GovernanceAction, GovernanceProposal,
+    MemberId, MemberInfo, Payload, PreparedKey, PublicKey, Transaction, TxCode, TxId,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -226,20 +226,25 @@ pub struct PlainVerifier;
 
 impl SignatureCheck for PlainVerifier {
     fn verify(&self, _tx_id: &[u8; 32], tx: &Transaction, index: usize, key: &PublicKey) -> bool {
-        let Some(approval) = tx.signatures.get(index) else {
-            return false;
-        };
-        match tx.own_signing_bytes() {
-            Ok(message) => key.verify(&message, &approval.signature).is_ok(),
-            Err(_) => false,
-        }
+        key.prepare()
+            .is_ok_and(|key| approval_verifies(tx, index, &key))
+    }
+}
+
+/// Whether approval `index` of `tx` is a valid signature by `key` over the transaction's
+/// signing bytes (strict RFC 8032).
+pub fn approval_verifies(tx: &Transaction, index: usize, key: &PreparedKey) -> bool {
+    let Some(approval) = tx.signatures.get(index) else {
+        return false;
+    };
+    match tx.own_signing_bytes() {
+        Ok(message) => key.verify(&message, &approval.signature).is_ok(),
+        Err(_) => false,
     }
 }
 
 /// Identity of a transaction's bytes: sha256, as CometBFT hashes transactions.
-pub fn tx_id(tx_bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(tx_bytes).into()
-}
+pub use dome_events::tx_id;
 
 /// One transaction of a bus transaction, with its id and how to check its signatures.
 pub struct BusItem<'a> {
@@ -358,7 +363,7 @@ impl View<'_> {
             let Payload::CatalogueEvent(event) = &item.tx.payload else {
                 self.undo(undo);
                 return Err(reject(
-                    TxCode::Malformed,
+                    TxCode::InvalidField,
                     format!(
                         "event {} of {} in the bundle: a bundle carries catalogue events only",
                         position + 1,
@@ -413,7 +418,7 @@ impl View<'_> {
         height: u64,
         verifier: &dyn SignatureCheck,
     ) -> Result<Vec<(TxId, Accepted)>, Rejection> {
-        let items = BusTx::decode(tx_bytes)?.into_items(tx_bytes);
+        let items = decode_bus_tx(tx_bytes)?;
         let refs: Vec<BusItem<'_>> = items
             .iter()
             .map(|item| BusItem {

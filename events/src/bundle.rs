@@ -46,72 +46,57 @@ struct ShapeProbe {
     bundle: Option<serde::de::IgnoredAny>,
 }
 
-/// One transaction as the bus carries it: alone, or a bundle of catalogue events.
+/// A signed transaction the bus carries, alone or inside a bundle, with its own id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BusTx {
-    Single(Box<Transaction>),
-    Bundle(Vec<BundledTx>),
-}
-
-/// A catalogue-event transaction inside a bundle, with its own id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BundledTx {
-    /// sha256 of the canonical bytes of `tx`.
+pub struct CarriedTx {
+    /// sha256 of the bytes it was sent as alone; inside a bundle, of its canonical bytes
+    /// (the same, since a transaction alone is sent canonical).
     pub id: TxId,
     pub tx: Transaction,
 }
 
-impl BusTx {
-    /// Strictly decodes the bytes of one bus transaction: a size limit first (32 KiB alone,
-    /// 256 KiB as a bundle), then the wire-format version, then the shape with unknown fields
-    /// refused, then the stateless rules of every transaction.
-    pub fn decode(bytes: &[u8]) -> Result<BusTx, DecodeError> {
-        if bytes.len() > MAX_BUNDLE_BYTES {
+/// Strictly decodes the bytes of one bus transaction into the transactions it carries: one
+/// alone, or a bundle's events in order. A size limit first (32 KiB alone, 256 KiB as a
+/// bundle), then the wire-format version, then the shape with unknown fields refused, then
+/// the stateless rules of every transaction.
+pub fn decode_bus_tx(bytes: &[u8]) -> Result<Vec<CarriedTx>, DecodeError> {
+    if bytes.len() > MAX_BUNDLE_BYTES {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            max: MAX_BUNDLE_BYTES,
+        });
+    }
+    let probe: ShapeProbe = match serde_json::from_slice(bytes) {
+        Ok(probe) => probe,
+        // Oversize garbage is refused for its size, as a single transaction would be.
+        Err(_) if bytes.len() > MAX_TX_BYTES => {
             return Err(DecodeError::TooLarge {
                 size: bytes.len(),
-                max: MAX_BUNDLE_BYTES,
-            });
+                max: MAX_TX_BYTES,
+            })
         }
-        let probe: ShapeProbe = match serde_json::from_slice(bytes) {
-            Ok(probe) => probe,
-            // Oversize garbage is refused for its size, as a single transaction would be.
-            Err(_) if bytes.len() > MAX_TX_BYTES => {
-                return Err(DecodeError::TooLarge {
-                    size: bytes.len(),
-                    max: MAX_TX_BYTES,
-                })
-            }
-            Err(e) => return Err(DecodeError::NotJson(e.to_string())),
-        };
-        check_version(probe.v)?;
-        if probe.bundle.is_none() {
-            return Transaction::decode_known_version(bytes).map(|tx| BusTx::Single(Box::new(tx)));
-        }
-        let wire: BundleWire<Vec<Transaction>> =
-            serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        check_count(wire.bundle.len())?;
-        let mut items = Vec::with_capacity(wire.bundle.len());
-        for (position, tx) in wire.bundle.into_iter().enumerate() {
-            let canonical = checked_member(position, &tx).map_err(DecodeError::Invalid)?;
-            items.push(BundledTx {
-                id: tx_id(&canonical),
-                tx,
-            });
-        }
-        Ok(BusTx::Bundle(items))
+        Err(e) => return Err(DecodeError::NotJson(e.to_string())),
+    };
+    check_version(probe.v)?;
+    if probe.bundle.is_none() {
+        let tx = Transaction::decode_known_version(bytes)?;
+        return Ok(vec![CarriedTx {
+            id: tx_id(bytes),
+            tx,
+        }]);
     }
-
-    /// The transactions it carries, each with its id; `bytes` are the ones it was decoded
-    /// from (the id of a transaction sent alone is the hash of exactly those bytes).
-    pub fn into_items(self, bytes: &[u8]) -> Vec<BundledTx> {
-        match self {
-            BusTx::Single(tx) => vec![BundledTx {
-                id: tx_id(bytes),
-                tx: *tx,
-            }],
-            BusTx::Bundle(items) => items,
-        }
+    let wire: BundleWire<Vec<Transaction>> =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    check_count(wire.bundle.len())?;
+    let mut items = Vec::with_capacity(wire.bundle.len());
+    for (position, tx) in wire.bundle.into_iter().enumerate() {
+        let canonical = checked_member(position, &tx).map_err(DecodeError::Invalid)?;
+        items.push(CarriedTx {
+            id: tx_id(&canonical),
+            tx,
+        });
     }
+    Ok(items)
 }
 
 fn check_count(count: usize) -> Result<(), InvalidField> {
@@ -216,9 +201,7 @@ mod tests {
     fn a_bundle_round_trips_and_keeps_each_events_own_id() {
         let txs: Vec<Transaction> = (1..=3).map(signed).collect();
         let bytes = encode_bundle(&txs).expect("encodes");
-        let BusTx::Bundle(items) = BusTx::decode(&bytes).expect("decodes") else {
-            panic!("a bundle decodes as a bundle");
-        };
+        let items = decode_bus_tx(&bytes).expect("decodes");
         assert_eq!(items.len(), 3);
         for (item, tx) in items.iter().zip(&txs) {
             assert_eq!(&item.tx, tx);
@@ -235,9 +218,14 @@ mod tests {
     fn a_single_transaction_decodes_as_before() {
         let tx = signed(1);
         let bytes = tx.encode().expect("encodes");
-        let decoded = BusTx::decode(&bytes).expect("decodes");
-        assert_eq!(decoded, BusTx::Single(Box::new(tx.clone())));
-        let items = decoded.into_items(&bytes);
+        let items = decode_bus_tx(&bytes).expect("decodes");
+        assert_eq!(
+            items,
+            vec![CarriedTx {
+                id: tx_id(&bytes),
+                tx: tx.clone()
+            }]
+        );
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].id, tx_id(&bytes));
     }
@@ -252,7 +240,7 @@ mod tests {
             }))
         ));
         assert!(matches!(
-            BusTx::decode(br#"{"bundle":[],"v":1}"#),
+            decode_bus_tx(br#"{"bundle":[],"v":1}"#),
             Err(DecodeError::Invalid(InvalidField {
                 field: "bundle",
                 ..
@@ -265,7 +253,7 @@ mod tests {
             bundle: &too_many[..],
         })
         .expect("json");
-        let err = BusTx::decode(&wire).expect_err("too many events");
+        let err = decode_bus_tx(&wire).expect_err("too many events");
         assert!(err.to_string().contains("limit is 64"), "{err}");
 
         let governance = Transaction::approved_proposal(
@@ -286,7 +274,7 @@ mod tests {
             bundle: vec![signed(1), governance],
         })
         .expect("json");
-        let err = BusTx::decode(&wire).expect_err("governance inside");
+        let err = decode_bus_tx(&wire).expect_err("governance inside");
         assert!(err.to_string().contains("catalogue events only"), "{err}");
 
         // Unknown fields, unknown versions, garbage and oversize bytes.
@@ -294,27 +282,27 @@ mod tests {
             serde_json::from_slice(&encode_bundle(&[signed(1)]).expect("encodes")).expect("json");
         value["colour"] = serde_json::json!("blue");
         assert!(matches!(
-            BusTx::decode(value.to_string().as_bytes()),
+            decode_bus_tx(value.to_string().as_bytes()),
             Err(DecodeError::Malformed(m)) if m.contains("colour")
         ));
         value.as_object_mut().expect("object").remove("colour");
         value["v"] = serde_json::json!(2);
         assert_eq!(
-            BusTx::decode(value.to_string().as_bytes()),
+            decode_bus_tx(value.to_string().as_bytes()),
             Err(DecodeError::UnknownVersion("2".into()))
         );
         value["v"] = serde_json::json!(1);
         value["bundle"][0]["v"] = serde_json::json!(2);
-        assert!(BusTx::decode(value.to_string().as_bytes())
+        assert!(decode_bus_tx(value.to_string().as_bytes())
             .expect_err("inner version")
             .to_string()
             .contains("element 0"));
         assert!(matches!(
-            BusTx::decode(b"\x00\xff garbage"),
+            decode_bus_tx(b"\x00\xff garbage"),
             Err(DecodeError::NotJson(_))
         ));
         assert!(matches!(
-            BusTx::decode(&vec![b' '; MAX_BUNDLE_BYTES + 1]),
+            decode_bus_tx(&vec![b' '; MAX_BUNDLE_BYTES + 1]),
             Err(DecodeError::TooLarge {
                 max: MAX_BUNDLE_BYTES,
                 ..
@@ -322,7 +310,7 @@ mod tests {
         ));
         // A single transaction keeps its own, smaller limit.
         assert!(matches!(
-            BusTx::decode(&vec![b' '; MAX_TX_BYTES + 1]),
+            decode_bus_tx(&vec![b' '; MAX_TX_BYTES + 1]),
             Err(DecodeError::TooLarge {
                 max: MAX_TX_BYTES,
                 ..
@@ -334,7 +322,7 @@ mod tests {
         }
         let wire = serde_json::to_vec(&big).expect("json");
         assert!(matches!(
-            BusTx::decode(&wire),
+            decode_bus_tx(&wire),
             Err(DecodeError::TooLarge {
                 max: MAX_TX_BYTES,
                 ..

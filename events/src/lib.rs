@@ -17,7 +17,8 @@ pub mod test_keys;
 pub mod wire;
 
 pub use bundle::{
-    encode_bundle, transaction_id, BundledTx, BusTx, TxId, MAX_BUNDLE_BYTES, MAX_BUNDLE_EVENTS,
+    decode_bus_tx, encode_bundle, transaction_id, tx_id, CarriedTx, TxId, MAX_BUNDLE_BYTES,
+    MAX_BUNDLE_EVENTS,
 };
 pub use codes::{QueryCode, TxCode, CODESPACE};
 pub use crypto::{ContentHash, MemberKeypair, PreparedKey, PublicKey, Signature};

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use dome_events::{BundledTx, BusTx, CatalogueEvent, MemberId, Payload, Transaction};
+use dome_events::{decode_bus_tx, CarriedTx, CatalogueEvent, MemberId, Payload, Transaction};
 use thiserror::Error;
 use tokio::time::Instant;
 
@@ -229,11 +229,11 @@ pub fn extract_accepted(block: &RawBlock, filter: &FollowFilter) -> HeightBatch 
             continue;
         }
         let index = u32::try_from(position).unwrap_or(u32::MAX);
-        match BusTx::decode(bytes) {
-            Ok(decoded) => {
+        match decode_bus_tx(bytes) {
+            Ok(carried) => {
                 // A bundle yields each of its events, with the id of the event's own
                 // transaction; a transaction alone yields its one event.
-                for BundledTx { id, tx } in decoded.into_items(bytes) {
+                for CarriedTx { id, tx } in carried {
                     let Payload::CatalogueEvent(event) = &tx.payload else {
                         continue;
                     };

@@ -15,12 +15,12 @@
 //! (FIFO) and `DOME_TEST_AWS_ENDPOINT` set, the deployed queue and the dead-letter queue its
 //! redrive policy names, purged, held exclusively until dropped.
 
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
 pub use dome_store_dynamodb::testing::{
-    deployed_endpoint, MotoError, MotoServer, TEST_ACCESS_KEY_ID, TEST_ENDPOINT_ENV, TEST_REGION,
-    TEST_SECRET_ACCESS_KEY,
+    deployed_endpoint, test_credentials, MotoError, MotoServer, TEST_ACCESS_KEY_ID,
+    TEST_ENDPOINT_ENV, TEST_REGION, TEST_SECRET_ACCESS_KEY,
 };
 
 use crate::{https_client, sqs_error, QueueError, SqsQueue};
@@ -203,13 +203,7 @@ pub fn client(endpoint: &str) -> Client {
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(TEST_REGION))
-        .credentials_provider(Credentials::new(
-            TEST_ACCESS_KEY_ID,
-            TEST_SECRET_ACCESS_KEY,
-            None,
-            None,
-            "dome-moto-test",
-        ))
+        .credentials_provider(test_credentials())
         .endpoint_url(endpoint)
         .http_client(https_client())
         .build();

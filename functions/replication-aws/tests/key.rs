@@ -1,11 +1,9 @@
 //! The member key from a Secrets Manager secret (on moto) and from a file.
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Region};
 use dome_events::test_keys;
 use dome_replication_aws::key::{from_file, from_secret, KeyError};
-use dome_store_dynamodb::testing::{
-    MotoServer, TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY,
-};
+use dome_store_dynamodb::testing::{test_credentials, MotoServer, TEST_REGION};
 
 #[tokio::test]
 async fn the_key_is_read_from_a_secret_or_a_file_and_garbage_is_refused() -> anyhow::Result<()> {
@@ -13,13 +11,7 @@ async fn the_key_is_read_from_a_secret_or_a_file_and_garbage_is_refused() -> any
     let config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(TEST_REGION))
-        .credentials_provider(Credentials::new(
-            TEST_ACCESS_KEY_ID,
-            TEST_SECRET_ACCESS_KEY,
-            None,
-            None,
-            "dome-moto-test",
-        ))
+        .credentials_provider(test_credentials())
         .endpoint_url(moto.endpoint())
         .http_client(dome_store_dynamodb::https_client())
         .build();

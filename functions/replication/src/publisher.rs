@@ -33,7 +33,8 @@ pub struct PublisherConfig {
     pub member: MemberId,
     /// Outbox rows read per store call.
     pub batch: usize,
-    /// Most consecutive rows sent as one bus transaction (a bundle); 1 sends each alone.
+    /// Most consecutive rows sent as one bus transaction (a bundle), taken as 1 to 64; 1
+    /// sends each alone.
     /// Every bus transaction costs each validator a fixed amount of work, so a backlog
     /// goes out in bundles; a lone row still goes out at once.
     pub bundle: usize,
@@ -47,7 +48,7 @@ pub struct PublisherConfig {
 impl PublisherConfig {
     /// Sends at most `rows` outbox rows per bus transaction (1 to 64).
     pub fn with_bundle(mut self, rows: usize) -> Self {
-        self.bundle = rows.clamp(1, MAX_BUNDLE_EVENTS);
+        self.bundle = rows;
         self
     }
 
@@ -248,33 +249,27 @@ impl Publisher {
             .outbox_after(state.submitted, self.config.batch)
             .await?;
         let mut submitted = 0;
-        'rows: for chunk in entries.chunks(self.config.bundle.clamp(1, MAX_BUNDLE_EVENTS)) {
+        for chunk in entries.chunks(self.config.bundle.clamp(1, MAX_BUNDLE_EVENTS)) {
             let mut txs = Vec::with_capacity(chunk.len());
             for entry in chunk {
                 txs.push(self.transaction(entry).await?);
             }
             let outcome = match self.send(&txs, chunk[0].seq).await {
+                Ok(()) => {
+                    state.submitted = chunk[chunk.len() - 1].seq;
+                    submitted += chunk.len();
+                    Ok(())
+                }
                 // A bundle the bus refuses (one of its rows was already taken, say, after a
                 // resubmission) goes again row by row, so that each row gets its own answer.
                 Err(SubmitOutcome::Refused(_)) if chunk.len() > 1 => {
-                    let mut outcome = Ok(());
-                    for (entry, tx) in chunk.iter().zip(&txs) {
-                        outcome = self.send(std::slice::from_ref(tx), entry.seq).await;
-                        if outcome.is_err() {
-                            break;
-                        }
-                        state.submitted = entry.seq;
-                        submitted += 1;
-                    }
-                    outcome.map(|()| 0)
+                    self.send_one_by_one(chunk, &txs, state, &mut submitted)
+                        .await
                 }
-                other => other.map(|()| chunk.len()),
+                Err(other) => Err(other),
             };
             match outcome {
-                Ok(rows) => {
-                    state.submitted = state.submitted.max(chunk[chunk.len() - 1].seq);
-                    submitted += rows;
-                }
+                Ok(()) => {}
                 Err(SubmitOutcome::Gap) => {
                     // This node's mempool lacks an earlier row (it was dropped, or the
                     // client moved to another validator): start again after the last
@@ -285,7 +280,7 @@ impl Publisher {
                         "sequence gap at the bus; resubmitting from the last committed row"
                     );
                     state.submitted = committed;
-                    break 'rows;
+                    break;
                 }
                 Err(SubmitOutcome::Refused(e)) | Err(SubmitOutcome::Failed(e)) => return Err(e),
             }
@@ -296,6 +291,22 @@ impl Publisher {
             committed,
             idle,
         })
+    }
+
+    /// Sends each row of `chunk` alone, in order, until one is not taken.
+    async fn send_one_by_one(
+        &self,
+        chunk: &[OutboxEntry],
+        txs: &[Transaction],
+        state: &mut PublishState,
+        submitted: &mut usize,
+    ) -> Result<(), SubmitOutcome> {
+        for (entry, tx) in chunk.iter().zip(txs) {
+            self.send(std::slice::from_ref(tx), entry.seq).await?;
+            state.submitted = entry.seq;
+            *submitted += 1;
+        }
+        Ok(())
     }
 
     /// Sends the rows' transactions, alone or as one bundle; `first_seq` names the first row.

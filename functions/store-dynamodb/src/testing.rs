@@ -212,6 +212,17 @@ async fn wipe(store: &DynamoStore) -> Result<(), MotoError> {
     }
 }
 
+/// The fake credentials every test client of moto uses (DynamoDB, SQS, Secrets Manager).
+pub fn test_credentials() -> Credentials {
+    Credentials::new(
+        TEST_ACCESS_KEY_ID,
+        TEST_SECRET_ACCESS_KEY,
+        None,
+        None,
+        "dome-moto-test",
+    )
+}
+
 /// A DynamoDB client for `endpoint` with the fake test credentials. Configured explicitly
 /// rather than through the process environment, so that tests running in parallel threads
 /// never race on `set_var`.
@@ -219,13 +230,7 @@ pub fn client_for(endpoint: &str) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(TEST_REGION))
-        .credentials_provider(Credentials::new(
-            TEST_ACCESS_KEY_ID,
-            TEST_SECRET_ACCESS_KEY,
-            None,
-            None,
-            "dome-moto-test",
-        ))
+        .credentials_provider(test_credentials())
         .endpoint_url(endpoint)
         .http_client(https_client())
         .build();
